@@ -1,0 +1,178 @@
+"""Repository: events for the PBX — the delivery queue and the SSE stream are the same rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from bridge.db.notify import EVENTS
+from bridge.db.pool import Connection
+from bridge.events import conversation_key, new_event_id, payload
+from bridge.models import EventId, Message, MessageId, TenantId
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: EventId
+    tenant_id: TenantId
+    message_id: MessageId
+    type: str
+    conversation: str
+    payload: dict[str, object] | None
+
+
+async def insert(conn: Connection, event: NewEvent, *, held: bool) -> None:
+    """Queue an event; a held one waits (e.g. for its media) and is not streamed yet."""
+    # One statement inserts and wakes the delivery workers: this runs for every text.
+    await conn.execute(
+        "WITH queued AS (INSERT INTO events (id, tenant_id, message_id, type, conversation, "
+        "payload, delivery_status, stream_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+        "CASE WHEN $7 = 'pending' THEN nextval('event_stream_seq') END) "
+        "RETURNING delivery_status) "
+        "SELECT pg_notify($8, '') FROM queued WHERE delivery_status = 'pending'",
+        event.id,
+        event.tenant_id,
+        event.message_id,
+        event.type,
+        event.conversation,
+        None if event.payload is None else json.dumps(event.payload),
+        "held" if held else "pending",
+        EVENTS,
+    )
+
+
+async def queue_event(conn: Connection, message: Message, event_type: str, *, held: bool) -> None:
+    """An event about ``message``, which the caller already holds as it now stands."""
+    tenant_id, message_id = message.tenant_id, message.id
+    event_id = new_event_id()
+    await insert(
+        conn,
+        NewEvent(
+            id=event_id,
+            tenant_id=tenant_id,
+            message_id=message_id,
+            type=event_type,
+            conversation=conversation_key(message),
+            payload=None if held else payload(event_id, event_type, message),
+        ),
+        held=held,
+    )
+
+
+async def held_for_message(conn: Connection, message_id: MessageId) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT id FROM events WHERE message_id = $1 AND delivery_status = 'held' FOR UPDATE",
+        message_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def release(conn: Connection, event_id: str, payload: dict[str, object]) -> None:
+    await conn.execute(
+        "UPDATE events SET payload = $2, delivery_status = 'pending', next_attempt_at = now(), "
+        "stream_seq = nextval('event_stream_seq') WHERE id = $1 AND delivery_status = 'held'",
+        event_id,
+        json.dumps(payload),
+    )
+    await conn.execute("SELECT pg_notify($1, '')", EVENTS)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An event this worker may deliver now, with where to deliver it."""
+
+    id: str
+    tenant_id: str
+    payload: str
+    attempts: int
+    url: str
+    secret_key_id: str
+    secret_sealed: bytes
+    age_seconds: float
+
+
+# One statement claims: due, not held by a live worker, first of its conversation still
+# open (so a conversation's events go out in order), and the tenant has a target. A worker
+# claims only between batches, so rows it still holds are leftovers of a failed batch (the
+# database went away mid-way): it takes those again at once.
+_CLAIM = """
+UPDATE events e SET claimed_by = $1, heartbeat_at = now(), attempts = e.attempts + 1
+FROM delivery_targets d
+WHERE e.tenant_id = d.tenant_id AND e.id IN (
+    SELECT c.id FROM events c
+    JOIN delivery_targets t ON t.tenant_id = c.tenant_id
+    WHERE c.delivery_status = 'pending' AND c.next_attempt_at <= now()
+      AND (c.claimed_by IS NULL OR c.claimed_by = $1
+           OR c.heartbeat_at < now() - make_interval(secs => $3))
+      AND NOT EXISTS (
+          SELECT 1 FROM events p
+          WHERE p.conversation = c.conversation AND p.seq < c.seq
+            AND p.delivery_status IN ('held', 'pending'))
+    ORDER BY c.next_attempt_at, c.seq
+    LIMIT $2
+    FOR UPDATE OF c SKIP LOCKED)
+RETURNING e.id, e.tenant_id, e.payload::text AS payload, e.attempts, d.url, d.secret_key_id,
+          d.secret_sealed, extract(epoch FROM now() - e.created_at)::float8 AS age_seconds
+"""
+
+
+async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float) -> list[Claimed]:
+    rows = await conn.fetch(_CLAIM, worker, limit, stale_seconds)
+    return [Claimed(**dict(r)) for r in rows]
+
+
+async def delivered(conn: Connection, event_id: str, worker: str) -> None:
+    await conn.execute(
+        "UPDATE events SET delivery_status = 'delivered', delivered_at = now(), claimed_by = NULL, "
+        "last_error = NULL WHERE id = $1 AND claimed_by = $2",
+        event_id,
+        worker,
+    )
+
+
+async def retry_later(
+    conn: Connection, event_id: str, worker: str, delay: float, error: str
+) -> None:
+    await conn.execute(
+        "UPDATE events SET claimed_by = NULL, last_error = $3, "
+        "next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1 AND claimed_by = $2",
+        event_id,
+        worker,
+        error[:500],
+        delay,
+    )
+
+
+async def dead(conn: Connection, event_id: str, worker: str, error: str) -> None:
+    await conn.execute(
+        "UPDATE events SET delivery_status = 'dead', claimed_by = NULL, last_error = $3 "
+        "WHERE id = $1 AND claimed_by = $2",
+        event_id,
+        worker,
+        error[:500],
+    )
+
+
+async def stream_after(
+    conn: Connection, tenant_id: TenantId, after: int, limit: int
+) -> list[tuple[int, str, str, str]]:
+    rows = await conn.fetch(
+        "SELECT stream_seq, id, type, payload::text AS payload FROM events "
+        "WHERE tenant_id = $1 AND stream_seq > $2 ORDER BY stream_seq LIMIT $3",
+        tenant_id,
+        after,
+        limit,
+    )
+    return [(r["stream_seq"], r["id"], r["type"], r["payload"]) for r in rows]
+
+
+async def stream_position(conn: Connection, tenant_id: TenantId, event_id: str) -> int | None:
+    seq: int | None = await conn.fetchval(
+        "SELECT stream_seq FROM events WHERE tenant_id = $1 AND id = $2", tenant_id, event_id
+    )
+    return seq
+
+
+async def stream_head(conn: Connection) -> int:
+    head: int | None = await conn.fetchval("SELECT max(stream_seq) FROM events")
+    return head or 0

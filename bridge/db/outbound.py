@@ -1,0 +1,313 @@
+"""Repository: outbound messages, the send queue, sender leases, outbound media, idempotency."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bridge.db.notify import OUTBOUND
+from bridge.db.pool import Connection, Record
+from bridge.db.sms_configs import StoredSecrets
+from bridge.models import ConfigId, MessageId, TenantId
+
+
+@dataclass(frozen=True)
+class NewOutbound:
+    id: MessageId
+    tenant_id: TenantId
+    config_id: ConfigId
+    from_number: str
+    to_number: str
+    body: str
+    from_extension: str | None
+    segments: int
+    encoding: str
+    routing: dict[str, object]
+    sender_key: str
+    mps: float
+    num_media: int = 0
+
+
+async def insert(conn: Connection, m: NewOutbound) -> None:
+    """The message (accepted), its place in its sender's queue, and a wake-up for the senders."""
+    await conn.execute(
+        "INSERT INTO messages (id, tenant_id, config_id, direction, status, status_rank, "
+        "from_number, to_number, body, extensions, from_extension, segments, encoding, routing, "
+        "num_media) "
+        "VALUES ($1, $2, $3, 'outbound', 'accepted', 0, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        m.id,
+        m.tenant_id,
+        m.config_id,
+        m.from_number,
+        m.to_number,
+        m.body,
+        [m.from_extension] if m.from_extension else [],
+        m.from_extension,
+        m.segments,
+        m.encoding,
+        json.dumps(m.routing),
+        m.num_media,
+    )
+    await conn.execute(
+        "INSERT INTO message_status_history (message_id, status) VALUES ($1, 'accepted')", m.id
+    )
+    await conn.execute(
+        "INSERT INTO senders (sender_key, config_id, mps) VALUES ($1, $2, $3) "
+        "ON CONFLICT (sender_key) DO UPDATE SET mps = excluded.mps",
+        m.sender_key,
+        m.config_id,
+        m.mps,
+    )
+    await conn.execute(
+        "INSERT INTO sends (message_id, sender_key, state) VALUES ($1, $2, 'queued')",
+        m.id,
+        m.sender_key,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", OUTBOUND)
+
+
+async def insert_media(
+    conn: Connection,
+    message_id: MessageId,
+    items: list[tuple[str, str, bytes]],
+    ttl_seconds: float,
+) -> None:
+    await conn.executemany(
+        "INSERT INTO outbound_media (message_id, position, token, content_type, data, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+        [
+            (message_id, i, token, content_type, data, ttl_seconds)
+            for i, (token, content_type, data) in enumerate(items)
+        ],
+    )
+    await conn.executemany(
+        "INSERT INTO message_media (message_id, position, status, content_type, size) "
+        "VALUES ($1, $2, 'stored', $3, $4)",
+        [(message_id, i, ct, len(data)) for i, (_, ct, data) in enumerate(items)],
+    )
+
+
+async def media_for_token(conn: Connection, token: str) -> Record | None:
+    return await conn.fetchrow(
+        "SELECT content_type, data FROM outbound_media WHERE token = $1 AND expires_at > now()",
+        token,
+    )
+
+
+async def remember_key(
+    conn: Connection, tenant_id: TenantId, key: str, request_hash: str, message_id: MessageId
+) -> tuple[str, str] | None:
+    """Claim an idempotency key; if it is taken (and younger than 24 h), its hash and message."""
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 "
+        "AND created_at < now() - interval '24 hours'",
+        tenant_id,
+        key,
+    )
+    row = await conn.fetchrow(
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, message_id) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, key) DO NOTHING RETURNING message_id",
+        tenant_id,
+        key,
+        request_hash,
+        message_id,
+    )
+    if row is not None:
+        return None
+    existing = await conn.fetchrow(
+        "SELECT request_hash, message_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+        tenant_id,
+        key,
+    )
+    assert existing is not None
+    return existing["request_hash"], existing["message_id"]
+
+
+async def claim_senders(
+    conn: Connection,
+    worker: str,
+    limit: int,
+    stale_seconds: float,
+    running: Sequence[str] = (),
+) -> list[tuple[str, datetime]]:
+    """Lease senders whose first queued message is due and whose pacing allows a send; a
+    lease this worker holds but is not ``running`` was left by a failure, and is taken again."""
+    rows = await conn.fetch(
+        "UPDATE senders p SET claimed_by = $1, heartbeat_at = now() WHERE p.sender_key IN ("
+        " SELECT q.sender_key FROM senders q"
+        " WHERE q.next_free_at <= now()"
+        " AND (q.claimed_by IS NULL OR q.heartbeat_at < now() - make_interval(secs => $3)"
+        "      OR (q.claimed_by = $1 AND NOT q.sender_key = ANY ($4::text[])))"
+        " AND (SELECT s.next_attempt_at FROM sends s WHERE s.sender_key = q.sender_key"
+        "      AND s.state = 'queued' ORDER BY s.seq LIMIT 1) <= now()"
+        " ORDER BY q.next_free_at LIMIT $2 FOR UPDATE OF q SKIP LOCKED) "
+        "RETURNING p.sender_key, p.next_free_at",
+        worker,
+        limit,
+        stale_seconds,
+        list(running),
+    )
+    return [(r["sender_key"], r["next_free_at"]) for r in rows]
+
+
+async def release_sender(
+    conn: Connection, sender_key: str, worker: str, next_free_at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE senders SET claimed_by = NULL, next_free_at = greatest(next_free_at, $3) "
+        "WHERE sender_key = $1 AND claimed_by = $2",
+        sender_key,
+        worker,
+        next_free_at,
+    )
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """The first queued message of a sender, with what is needed to hand it to Twilio."""
+
+    message_id: MessageId
+    tenant_id: TenantId
+    config_id: ConfigId
+    to: str
+    from_number: str
+    body: str
+    segments: int
+    attempts: int
+    attempt_started_at: datetime | None
+    sender_kind: str
+    account_sid: str
+    credential_type: str
+    api_key_sid: str | None
+    secrets: StoredSecrets
+    messaging_service_sid: str | None
+    created_at: datetime
+    mps: float
+    media_tokens: list[str]
+    webhook_token: str
+
+
+async def next_send(conn: Connection, sender_key: str) -> SendJob | None:
+    """One query for everything a send needs: it runs once per text on the hot path."""
+    row = await conn.fetchrow(
+        "SELECT s.message_id, s.attempts, s.attempt_started_at, s.next_attempt_at <= now() AS due,"
+        " m.tenant_id, m.config_id, m.to_number, m.from_number, m.body, m.segments, m.routing,"
+        " m.created_at, c.account_sid, c.credential_type, c.api_key_sid, c.secrets_key_id,"
+        " c.auth_token_sealed, c.api_key_secret_sealed, p.mps, w.token AS webhook_token,"
+        " coalesce((SELECT array_agg(o.token ORDER BY o.position) FROM outbound_media o"
+        "           WHERE o.message_id = s.message_id), '{}') AS media_tokens"
+        " FROM sends s JOIN messages m ON m.id = s.message_id"
+        " JOIN sms_configs c ON c.id = m.config_id"
+        " JOIN senders p ON p.sender_key = s.sender_key"
+        " JOIN webhook_tokens w ON w.config_id = c.id AND w.valid_until IS NULL"
+        " WHERE s.sender_key = $1 AND s.state = 'queued' ORDER BY s.seq LIMIT 1",
+        sender_key,
+    )
+    if row is None or not row["due"]:
+        return None
+    routing = json.loads(row["routing"])
+    kind = str(routing.get("sender_kind", "number"))
+    return SendJob(
+        message_id=MessageId(row["message_id"]),
+        tenant_id=TenantId(row["tenant_id"]),
+        config_id=ConfigId(row["config_id"]),
+        to=row["to_number"],
+        from_number=row["from_number"],
+        body=row["body"],
+        segments=row["segments"],
+        attempts=row["attempts"],
+        attempt_started_at=row["attempt_started_at"],
+        sender_kind=kind,
+        account_sid=row["account_sid"],
+        credential_type=row["credential_type"],
+        api_key_sid=row["api_key_sid"],
+        secrets=StoredSecrets.of(row),
+        messaging_service_sid=row["from_number"] if kind == "messaging_service" else None,
+        created_at=row["created_at"],
+        mps=row["mps"],
+        media_tokens=list(row["media_tokens"]),
+        webhook_token=row["webhook_token"],
+    )
+
+
+async def start_attempt(
+    conn: Connection, message_id: MessageId, sender_key: str, worker: str
+) -> bool:
+    """Recorded (and committed) before the request leaves, so that a crash means "reconcile",
+    and only while this worker still holds the sender's lease (which it renews); False if not.
+    """
+    started: datetime | None = await conn.fetchval(
+        "WITH lease AS (UPDATE senders SET heartbeat_at = now() "
+        "WHERE sender_key = $2 AND claimed_by = $3 RETURNING 1) "
+        "UPDATE sends SET attempt_started_at = coalesce(attempt_started_at, now()), "
+        "attempts = attempts + 1 WHERE message_id = $1 AND EXISTS (SELECT 1 FROM lease) "
+        "RETURNING attempt_started_at",
+        message_id,
+        sender_key,
+        worker,
+    )
+    return started is not None
+
+
+async def retry_send(
+    conn: Connection, message_id: MessageId, delay: float, error: str, *, certain: bool
+) -> None:
+    """Try again later; ``certain`` that Twilio did not take it clears the reconcile mark."""
+    await conn.execute(
+        "UPDATE sends SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3, "
+        "attempt_started_at = CASE WHEN $4 THEN NULL ELSE attempt_started_at END "
+        "WHERE message_id = $1",
+        message_id,
+        delay,
+        error[:500],
+        certain,
+    )
+
+
+async def finish_send(
+    conn: Connection, message_id: MessageId, state: str, error: str | None = None
+) -> None:
+    await conn.execute(
+        "UPDATE sends SET state = $2, last_error = $3 WHERE message_id = $1",
+        message_id,
+        state,
+        error,
+    )
+
+
+async def sent(conn: Connection, message_id: MessageId, sid: str, from_number: str | None) -> None:
+    """Twilio took it: record its sid (and the number a messaging service chose), done."""
+    await conn.execute(
+        "WITH done AS (UPDATE sends SET state = 'done', last_error = NULL WHERE message_id = $1) "
+        "UPDATE messages SET twilio_sid = $2, from_number = coalesce($3, from_number), "
+        "updated_at = now() WHERE id = $1",
+        message_id,
+        sid,
+        from_number,
+    )
+
+
+async def sid_known(conn: Connection, config_id: ConfigId, sid: str) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE config_id = $1 AND twilio_sid = $2)",
+        config_id,
+        sid,
+    )
+    return found
+
+
+async def queue_depth(conn: Connection) -> int:
+    depth: int = await conn.fetchval("SELECT count(*) FROM sends WHERE state = 'queued'")
+    return depth
+
+
+async def queued_for_config(conn: Connection, config_id: ConfigId) -> list[MessageId]:
+    """Texts still waiting to be sent through this configuration."""
+    rows = await conn.fetch(
+        "SELECT m.id FROM sends s JOIN messages m ON m.id = s.message_id "
+        "WHERE m.config_id = $1 AND s.state = 'queued' FOR UPDATE OF s",
+        config_id,
+    )
+    return [MessageId(r["id"]) for r in rows]

@@ -1,0 +1,124 @@
+"""The asyncpg pool, with slow-query logging and driver errors translated in one place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from bridge.errors import Conflict, DatabaseUnavailable, InUse, NotFound
+from bridge.log import get_logger
+
+log = get_logger(__name__)
+
+Record = asyncpg.Record
+# A string: asyncpg's classes are generic only to the type checker.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+def safe_dsn(dsn: str) -> str:
+    """The DSN with its password removed, for logs."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# The server went away (restart, failover, network): the pool replaces the connection on the
+# next acquire, so callers see one typed, retryable error instead of driver internals.
+_LOST = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,  # connection closed mid-operation, failure, rejection
+    asyncpg.OperatorInterventionError,  # shutting down, crash recovery, cannot connect now
+)
+
+
+def translate(exc: asyncpg.PostgresError) -> Exception:
+    """Map constraint violations to domain errors; anything else stays as it was."""
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return Conflict("that value is already in use")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        if "still referenced" in (exc.detail or ""):
+            return InUse(
+                "the resource is still in use: an SMS configuration or a rule refers to it"
+            )
+        return NotFound("a referenced resource does not exist")
+    return exc
+
+
+async def _no_session_state(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Skip asyncpg's per-release reset query (a round trip on every release): the bridge
+    keeps no session state on pooled connections (no SET, LISTEN or held advisory locks),
+    and asyncpg still ends any open transaction itself."""
+
+
+class Database:
+    """One pool per process; repositories take a connection, services open transactions."""
+
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], slow_query_ms: float) -> None:
+        self.pool = pool
+        self._slow = slow_query_ms / 1000
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, min_size: int, max_size: int, slow_query_ms: float
+    ) -> Database:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=60,
+                server_settings={"application_name": "sms-bridge"},
+                reset=_no_session_state,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to the database at {safe_dsn(dsn)}: {exc}"
+            ) from exc
+        log.info("db.connected", dsn=safe_dsn(dsn), min_size=min_size, max_size=max_size)
+        return cls(pool, slow_query_ms)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside a transaction; constraint violations come out as domain errors."""
+        started = time.perf_counter()
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except _LOST as exc:
+            raise DatabaseUnavailable(f"the database connection failed: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+        finally:
+            elapsed = time.perf_counter() - started
+            if elapsed > self._slow:
+                log.warning("db.slow_transaction", ms=round(elapsed * 1000, 1))
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        try:
+            async with self.pool.acquire() as conn:
+                yield conn
+        except _LOST as exc:
+            raise DatabaseUnavailable(f"the database connection failed: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "size": self.pool.get_size(),
+            "idle": self.pool.get_idle_size(),
+            "max": self.pool.get_max_size(),
+        }

@@ -1,0 +1,359 @@
+"""Repository: SMS configurations, their numbers and their webhook tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bridge.crypto import Sealed
+from bridge.db.pool import Connection, Record
+from bridge.models import ConfigId, SmsNumber, TenantId, TrunkId
+
+_CONFIG = (
+    "id, tenant_id, trunk_id, name, account_sid, credential_type, api_key_sid, auth_token_last4, "
+    "secrets_key_id, auth_token_sealed, api_key_secret_sealed, sender_id, messaging_service_sid, "
+    "allowed_countries, enabled, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class StoredSecrets:
+    """A configuration's sealed Twilio secrets, all under one key id."""
+
+    key_id: str
+    auth_token: bytes
+    api_key_secret: bytes | None
+
+    @classmethod
+    def of(cls, row: Record) -> StoredSecrets:
+        """From a row that selected the configuration's three secret columns."""
+        return cls(row["secrets_key_id"], row["auth_token_sealed"], row["api_key_secret_sealed"])
+
+    def auth_token_sealed(self) -> Sealed:
+        return Sealed(self.key_id, self.auth_token)
+
+    def api_key_secret_sealed(self) -> Sealed | None:
+        return None if self.api_key_secret is None else Sealed(self.key_id, self.api_key_secret)
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    """A configuration as stored, with its numbers and webhook tokens."""
+
+    id: ConfigId
+    tenant_id: TenantId
+    trunk_id: TrunkId
+    name: str
+    account_sid: str
+    credential_type: str
+    api_key_sid: str | None
+    auth_token_last4: str
+    secrets: StoredSecrets
+    sender_id: str | None
+    messaging_service_sid: str | None
+    allowed_countries: list[str]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    numbers: list[SmsNumber]
+    webhook_token: str
+    previous_valid_until: datetime | None
+
+
+@dataclass(frozen=True)
+class ConfigValues:
+    """What a create or update writes to the configuration row."""
+
+    name: str
+    account_sid: str
+    credential_type: str
+    api_key_sid: str | None
+    auth_token_last4: str
+    secrets: StoredSecrets
+    sender_id: str | None
+    messaging_service_sid: str | None
+    allowed_countries: list[str]
+    enabled: bool
+
+
+async def _assemble(conn: Connection, rows: list[Record]) -> list[ConfigRow]:
+    ids = [r["id"] for r in rows]
+    numbers: dict[str, list[SmsNumber]] = {i: [] for i in ids}
+    for n in await conn.fetch(
+        "SELECT config_id, number, type, mms, mps FROM sms_numbers "
+        "WHERE config_id = ANY ($1::text[]) ORDER BY config_id, position",
+        ids,
+    ):
+        numbers[n["config_id"]].append(
+            SmsNumber.model_construct(
+                number=n["number"], type=n["type"], mms=n["mms"], mps=n["mps"]
+            )
+        )
+    current: dict[str, str] = {}
+    previous: dict[str, datetime] = {}
+    for t in await conn.fetch(
+        "SELECT config_id, token, valid_until FROM webhook_tokens "
+        "WHERE config_id = ANY ($1::text[]) AND (valid_until IS NULL OR valid_until > now())",
+        ids,
+    ):
+        if t["valid_until"] is None:
+            current[t["config_id"]] = t["token"]
+        else:
+            until = previous.get(t["config_id"])
+            previous[t["config_id"]] = (
+                t["valid_until"] if until is None else max(until, t["valid_until"])
+            )
+    return [
+        ConfigRow(
+            id=ConfigId(r["id"]),
+            tenant_id=TenantId(r["tenant_id"]),
+            trunk_id=TrunkId(r["trunk_id"]),
+            name=r["name"],
+            account_sid=r["account_sid"],
+            credential_type=r["credential_type"],
+            api_key_sid=r["api_key_sid"],
+            auth_token_last4=r["auth_token_last4"],
+            secrets=StoredSecrets.of(r),
+            sender_id=r["sender_id"],
+            messaging_service_sid=r["messaging_service_sid"],
+            allowed_countries=list(r["allowed_countries"]),
+            enabled=r["enabled"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            numbers=numbers[r["id"]],
+            webhook_token=current[r["id"]],
+            previous_valid_until=previous.get(r["id"]),
+        )
+        for r in rows
+    ]
+
+
+async def get(conn: Connection, tenant_id: TenantId, config_id: ConfigId) -> ConfigRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id = $2", tenant_id, config_id
+    )
+    if row is None:
+        return None
+    return (await _assemble(conn, [row]))[0]
+
+
+async def get_for_update(
+    conn: Connection, tenant_id: TenantId, config_id: ConfigId
+) -> ConfigRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        tenant_id,
+        config_id,
+    )
+    if row is None:
+        return None
+    return (await _assemble(conn, [row]))[0]
+
+
+async def list_page(
+    conn: Connection, tenant_id: TenantId, after: str, limit: int
+) -> list[ConfigRow]:
+    rows = await conn.fetch(
+        f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        tenant_id,
+        after,
+        limit,
+    )
+    return await _assemble(conn, list(rows))
+
+
+async def insert(
+    conn: Connection,
+    config_id: ConfigId,
+    tenant_id: TenantId,
+    trunk_id: TrunkId,
+    values: ConfigValues,
+) -> None:
+    await conn.execute(
+        "INSERT INTO sms_configs (id, tenant_id, trunk_id, name, account_sid, credential_type, "
+        "api_key_sid, auth_token_last4, secrets_key_id, auth_token_sealed, api_key_secret_sealed, "
+        "sender_id, messaging_service_sid, allowed_countries, enabled) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        config_id,
+        tenant_id,
+        trunk_id,
+        *_value_args(values),
+    )
+
+
+def _value_args(v: ConfigValues) -> tuple[object, ...]:
+    return (
+        v.name,
+        v.account_sid,
+        v.credential_type,
+        v.api_key_sid,
+        v.auth_token_last4,
+        v.secrets.key_id,
+        v.secrets.auth_token,
+        v.secrets.api_key_secret,
+        v.sender_id,
+        v.messaging_service_sid,
+        v.allowed_countries,
+        v.enabled,
+    )
+
+
+async def update(conn: Connection, config_id: ConfigId, values: ConfigValues) -> None:
+    await conn.execute(
+        "UPDATE sms_configs SET name = $2, account_sid = $3, credential_type = $4, "
+        "api_key_sid = $5, auth_token_last4 = $6, secrets_key_id = $7, auth_token_sealed = $8, "
+        "api_key_secret_sealed = $9, sender_id = $10, messaging_service_sid = $11, "
+        "allowed_countries = $12, enabled = $13, updated_at = now() WHERE id = $1",
+        config_id,
+        *_value_args(values),
+    )
+
+
+async def replace_numbers(
+    conn: Connection, config_id: ConfigId, tenant_id: TenantId, numbers: list[SmsNumber]
+) -> None:
+    await conn.execute("DELETE FROM sms_numbers WHERE config_id = $1", config_id)
+    await conn.executemany(
+        "INSERT INTO sms_numbers (number, config_id, tenant_id, position, type, mms, mps) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [(n.number, config_id, tenant_id, i, n.type, n.mms, n.mps) for i, n in enumerate(numbers)],
+    )
+
+
+async def numbers_taken(conn: Connection, numbers: list[str], config_id: ConfigId | None) -> bool:
+    """Whether any of these numbers already belongs to another configuration, in any tenant."""
+    taken: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM sms_numbers WHERE number = ANY ($1::text[]) "
+        "AND config_id IS DISTINCT FROM $2)",
+        numbers,
+        config_id,
+    )
+    return taken
+
+
+async def tenant_numbers(conn: Connection, tenant_id: TenantId) -> set[str]:
+    rows = await conn.fetch("SELECT number FROM sms_numbers WHERE tenant_id = $1", tenant_id)
+    return {r["number"] for r in rows}
+
+
+async def trunk_has_config(conn: Connection, trunk_id: TrunkId) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM sms_configs WHERE trunk_id = $1)", trunk_id
+    )
+    return found
+
+
+async def insert_webhook_token(conn: Connection, config_id: ConfigId, token: str) -> None:
+    await conn.execute(
+        "INSERT INTO webhook_tokens (token, config_id) VALUES ($1, $2)", token, config_id
+    )
+
+
+async def retire_webhook_token(conn: Connection, config_id: ConfigId, grace_seconds: float) -> None:
+    await conn.execute(
+        "UPDATE webhook_tokens SET valid_until = now() + make_interval(secs => $2) "
+        "WHERE config_id = $1 AND valid_until IS NULL",
+        config_id,
+        grace_seconds,
+    )
+
+
+async def config_for_webhook_token(conn: Connection, token: str) -> ConfigId | None:
+    """The configuration a current, or still-in-grace, webhook token belongs to."""
+    config_id: str | None = await conn.fetchval(
+        "SELECT config_id FROM webhook_tokens "
+        "WHERE token = $1 AND (valid_until IS NULL OR valid_until > now())",
+        token,
+    )
+    return None if config_id is None else ConfigId(config_id)
+
+
+async def delete(conn: Connection, tenant_id: TenantId, config_id: ConfigId) -> bool:
+    status = await conn.execute(
+        "DELETE FROM sms_configs WHERE tenant_id = $1 AND id = $2", tenant_id, config_id
+    )
+    return status == "DELETE 1"
+
+
+async def all_sealed(conn: Connection) -> list[Record]:
+    return list(
+        await conn.fetch(
+            "SELECT id, secrets_key_id, auth_token_sealed, api_key_secret_sealed "
+            "FROM sms_configs FOR UPDATE"
+        )
+    )
+
+
+async def reseal(conn: Connection, config_id: str, secrets: StoredSecrets) -> None:
+    await conn.execute(
+        "UPDATE sms_configs SET secrets_key_id = $2, auth_token_sealed = $3, "
+        "api_key_secret_sealed = $4 WHERE id = $1",
+        config_id,
+        secrets.key_id,
+        secrets.auth_token,
+        secrets.api_key_secret,
+    )
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """What a webhook needs to know about the configuration its token names."""
+
+    id: ConfigId
+    tenant_id: TenantId
+    trunk_id: TrunkId
+    enabled: bool
+    account_sid: str
+    credential_type: str
+    api_key_sid: str | None
+    secrets: StoredSecrets
+    default_country: str
+    affinity_hours: int
+    rules_version: int
+
+
+_WEBHOOK_CONFIG = (
+    "SELECT c.id, c.tenant_id, c.trunk_id, c.enabled, c.account_sid, c.credential_type, "
+    "c.api_key_sid, c.secrets_key_id, c.auth_token_sealed, c.api_key_secret_sealed, "
+    "t.default_country, t.affinity_hours, t.rules_version "
+    "FROM sms_configs c JOIN tenants t ON t.id = c.tenant_id "
+)
+
+
+async def webhook_config(conn: Connection, token: str) -> WebhookConfig | None:
+    """The configuration of a current, or still-in-grace, webhook token."""
+    row = await conn.fetchrow(
+        _WEBHOOK_CONFIG + "JOIN webhook_tokens w ON w.config_id = c.id "
+        "WHERE w.token = $1 AND (w.valid_until IS NULL OR w.valid_until > now())",
+        token,
+    )
+    return None if row is None else _webhook_config(row)
+
+
+async def webhook_config_for_number(
+    conn: Connection, tenant_id: TenantId, number: str
+) -> WebhookConfig | None:
+    """The tenant's configuration that owns ``number``."""
+    row = await conn.fetchrow(
+        _WEBHOOK_CONFIG + "JOIN sms_numbers n ON n.config_id = c.id "
+        "WHERE n.number = $1 AND c.tenant_id = $2",
+        number,
+        tenant_id,
+    )
+    return None if row is None else _webhook_config(row)
+
+
+def _webhook_config(row: Record) -> WebhookConfig:
+    return WebhookConfig(
+        id=ConfigId(row["id"]),
+        tenant_id=TenantId(row["tenant_id"]),
+        trunk_id=TrunkId(row["trunk_id"]),
+        enabled=row["enabled"],
+        account_sid=row["account_sid"],
+        credential_type=row["credential_type"],
+        api_key_sid=row["api_key_sid"],
+        secrets=StoredSecrets.of(row),
+        default_country=row["default_country"],
+        affinity_hours=row["affinity_hours"],
+        rules_version=row["rules_version"],
+    )

@@ -1,0 +1,126 @@
+"""Worker: POST queued events to each tenant's delivery target, in order, until acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from bridge.crypto import Sealed, SecretBox
+from bridge.db import events as repo
+from bridge.db.claims import worker_id
+from bridge.db.notify import EVENTS, Listener, poll_forever
+from bridge.db.pool import Database
+from bridge.events import sign
+from bridge.log import get_logger
+from bridge.metrics import Metrics
+from bridge.models import TenantId
+from bridge.retry import Backoff
+from bridge.tenants import delivery_secret_context
+
+log = get_logger(__name__)
+
+BATCH = 32
+
+
+class DeliveryWorker:
+    """Claims due events with SKIP LOCKED, so any number of processes can share the queue."""
+
+    def __init__(
+        self,
+        db: Database,
+        listener: Listener,
+        session: aiohttp.ClientSession,
+        box: SecretBox,
+        metrics: Metrics,
+        *,
+        timeout: float,
+        max_age_seconds: float,
+        poll_seconds: float,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._db = db
+        self._listener = listener
+        self._session = session
+        self._box = box
+        self._metrics = metrics
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # A claim outlives its POST's timeout; past three of them its worker is gone (a crash)
+        # and another takes the event over, so a restart is not kept waiting long.
+        self._stale = max(30.0, 3 * timeout)
+        self._max_age = max_age_seconds
+        self._poll = poll_seconds
+        self._backoff = backoff or Backoff()
+        self.worker_id = worker_id("delivery")
+
+    async def run(self) -> None:
+        """Until cancelled: deliver what is due, then sleep until notified or polled."""
+        await poll_forever(
+            "delivery",
+            self._listener,
+            EVENTS,
+            self.deliver_due,
+            batch=BATCH,
+            poll_seconds=self._poll,
+        )
+
+    async def deliver_due(self) -> int:
+        async with self._db.connection() as conn:
+            claimed = await repo.claim(conn, self.worker_id, BATCH, self._stale)
+        if claimed:
+            await asyncio.gather(*(self._deliver(event) for event in claimed))
+        return len(claimed)
+
+    async def _deliver(self, event: repo.Claimed) -> None:
+        body = event.payload.encode("utf-8")
+        secret = self._box.open(
+            Sealed(event.secret_key_id, event.secret_sealed),
+            delivery_secret_context(TenantId(event.tenant_id)),
+        )
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "X-Bridge-Event-Id": event.id,
+            "X-Bridge-Timestamp": str(timestamp),
+            "X-Bridge-Signature": sign(secret, timestamp, body),
+        }
+        self._metrics.deliveries.labels("attempted").inc()
+        error: str | None = None
+        try:
+            async with self._session.post(
+                event.url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                await response.read()
+                if 200 <= response.status < 300:
+                    async with self._db.connection() as conn:
+                        await repo.delivered(conn, event.id, self.worker_id)
+                    self._metrics.deliveries.labels("acknowledged").inc()
+                    self._metrics.delivery_lag.observe(event.age_seconds)
+                    log.debug("delivery.acknowledged", event_id=event.id, tenant_id=event.tenant_id)
+                    return
+                error = f"HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        await self._failed(event, error)
+
+    async def _failed(self, event: repo.Claimed, error: str) -> None:
+        async with self._db.connection() as conn:
+            if event.age_seconds >= self._max_age:
+                await repo.dead(conn, event.id, self.worker_id, error)
+                self._metrics.deliveries.labels("dead").inc()
+                log.warning(
+                    "delivery.dead", event_id=event.id, tenant_id=event.tenant_id, error=error
+                )
+                return
+            delay = self._backoff.delay(event.attempts)
+            await repo.retry_later(conn, event.id, self.worker_id, delay, error)
+        self._metrics.deliveries.labels("failed").inc()
+        log.info(
+            "delivery.retry",
+            event_id=event.id,
+            tenant_id=event.tenant_id,
+            attempt=event.attempts,
+            delay=round(delay, 2),
+            error=error,
+        )

@@ -1,0 +1,95 @@
+"""Form parameters of the webhooks the fake sends: status callbacks and inbound messages."""
+
+from __future__ import annotations
+
+from .models import InboundSpec
+from .records import Pairs, utcnow
+from .state import API_VERSION, Message
+
+# A few calling codes are enough for plausible geo fields; Twilio leaves the rest empty.
+_COUNTRY_BY_PREFIX = (
+    ("+1", "US"),
+    ("+44", "GB"),
+    ("+61", "AU"),
+    ("+33", "FR"),
+    ("+49", "DE"),
+    ("+34", "ES"),
+)
+
+
+def country_of(number: str) -> str:
+    """ISO country of a number for the geo fields, or "" when unknown."""
+    number = number.rpartition(":")[2]
+    for prefix, country in _COUNTRY_BY_PREFIX:
+        if number.startswith(prefix):
+            return country
+    return ""
+
+
+def status_params(message: Message, status: str, error_code: int | None) -> Pairs:
+    """Parameters of a status callback for `message` reaching `status`."""
+    params: Pairs = [
+        ("SmsSid", message.sid),
+        ("SmsStatus", status),
+        ("MessageStatus", status),
+        ("To", message.to),
+        ("MessageSid", message.sid),
+        ("AccountSid", message.account_sid),
+        ("From", message.from_ or ""),
+        ("ApiVersion", API_VERSION),
+    ]
+    if message.messaging_service_sid:
+        params.insert(5, ("MessagingServiceSid", message.messaging_service_sid))
+    if status in ("failed", "undelivered") and error_code is not None:
+        params.insert(0, ("ErrorCode", str(error_code)))
+    if status in ("delivered", "undelivered"):
+        params.append(("RawDlrDoneDate", utcnow().strftime("%y%m%d%H%M")))
+    return params
+
+
+def inbound_params(message: Message, spec: InboundSpec, base_url: str) -> Pairs:
+    """Parameters of an inbound-message webhook, in the order Twilio tends to send them."""
+    from_ = message.from_ or ""
+    geo = _geo(from_, message.to, spec) if spec.include_geo else {}
+    params: list[tuple[str, str | None]] = [
+        ("ToCountry", geo.get("ToCountry")),
+        ("ToState", geo.get("ToState")),
+        ("SmsMessageSid", message.sid),
+        ("NumMedia", str(len(message.media))),
+        ("ToCity", geo.get("ToCity")),
+        ("FromZip", geo.get("FromZip")),
+        ("SmsSid", message.sid),
+        ("FromState", geo.get("FromState")),
+        ("SmsStatus", "received"),
+        ("FromCity", geo.get("FromCity")),
+        ("Body", message.body),
+        ("FromCountry", geo.get("FromCountry")),
+        ("To", message.to),
+        ("MessagingServiceSid", message.messaging_service_sid),
+        ("ToZip", geo.get("ToZip")),
+        ("NumSegments", str(message.num_segments)),
+        ("MessageSid", message.sid),
+        ("AccountSid", message.account_sid),
+        ("From", from_),
+        ("ApiVersion", API_VERSION),
+    ]
+    present: Pairs = [(name, value) for name, value in params if value is not None]
+    for index, media in enumerate(message.media):
+        present.append((f"MediaContentType{index}", media.content_type))
+        present.append((f"MediaUrl{index}", base_url.rstrip("/") + media.uri))
+    if spec.opt_out_type:
+        present.append(("OptOutType", spec.opt_out_type))
+    present.extend(spec.extra_params.items())
+    return present
+
+
+def _geo(from_: str, to: str, spec: InboundSpec) -> dict[str, str]:
+    geo = {
+        f"{side}{field}": ""
+        for side in ("From", "To")
+        for field in ("City", "State", "Zip", "Country")
+    }
+    geo["FromCountry"] = country_of(from_)
+    geo["ToCountry"] = country_of(to)
+    geo.update({k: v for k, v in spec.geo.items() if k in geo})
+    return geo

@@ -1,0 +1,260 @@
+"""Service: Twilio's inbound webhooks — verified, stored once, routed, queued for the PBX."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.crypto import SecretBox
+from bridge.db import dialplan as dialplan_repo
+from bridge.db import events as events_repo
+from bridge.db import messages as repo
+from bridge.db import sms_configs as configs_repo
+from bridge.db.notify import MEDIA
+from bridge.db.pool import Connection, Database
+from bridge.db.sms_configs import WebhookConfig
+from bridge.errors import BridgeError
+from bridge.events import RECEIVED
+from bridge.ids import new_id
+from bridge.log import get_logger
+from bridge.metrics import Metrics
+from bridge.models import Message, MessageId, TenantId
+from bridge.routing import InboundDecision, InboundRuleIndex, route_inbound
+from bridge.sms_configs import secret_context
+from bridge.twilio.encoding import segment_info
+from bridge.twilio.signature import validate_request
+
+log = get_logger(__name__)
+
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "UNSUBSCRIBE", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT", "CANCEL"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
+REQUIRED = ("MessageSid", "From", "To")
+CONFIG_CACHE_SECONDS = 1.0
+CONFIG_CACHE_SIZE = 10_000
+_MEDIA_URL = re.compile(r"MediaUrl(\d+)")
+
+
+class MissingParameter(BridgeError):
+    """A required webhook parameter is missing."""
+
+    code = "missing_parameter"
+
+
+Params = Sequence[tuple[str, str]]
+
+
+def first(params: Params, name: str) -> str | None:
+    for key, value in params:
+        if key == name:
+            return value
+    return None
+
+
+def opt_change(body: str, opt_out_type: str | None) -> tuple[str, str] | None:
+    """``("out"|"in", keyword)`` when the text (or Twilio's OptOutType) changes consent."""
+    if opt_out_type:
+        kind = opt_out_type.strip().upper()
+        if kind == "STOP":
+            return "out", body.strip().upper() or kind
+        if kind == "START":
+            return "in", body.strip().upper() or kind
+        return None
+    keyword = body.strip().upper()
+    if keyword in OPT_OUT_KEYWORDS:
+        return "out", keyword
+    if keyword in OPT_IN_KEYWORDS:
+        return "in", keyword
+    return None
+
+
+def media_items(params: Params) -> list[tuple[str, str | None]]:
+    """``(MediaUrlN, MediaContentTypeN)`` in N order."""
+    urls: dict[int, str] = {}
+    types: dict[str, str] = {}
+    for key, value in params:
+        match = _MEDIA_URL.fullmatch(key)
+        if match:
+            urls.setdefault(int(match[1]), value)
+        elif key.startswith("MediaContentType"):
+            types.setdefault(key.removeprefix("MediaContentType"), value)
+    return [(urls[n], types.get(str(n))) for n in sorted(urls)]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What happened to a webhook: stored now, or already stored before."""
+
+    message_id: MessageId | None
+    duplicate: bool
+
+
+class InboundService:
+    """Authenticates Twilio's webhooks and stores inbound messages with their routing."""
+
+    def __init__(
+        self, db: Database, box: SecretBox, metrics: Metrics, *, media_max_items: int
+    ) -> None:
+        self._db = db
+        self._box = box
+        self._metrics = metrics
+        self._media_max = media_max_items
+        self._rule_cache: dict[TenantId, tuple[int, InboundRuleIndex]] = {}
+        self._config_cache: dict[str, tuple[float, WebhookConfig | None]] = {}
+
+    async def config_for(self, token: str) -> WebhookConfig | None:
+        """The token's configuration, remembered for a second: Twilio sends in bursts, and a
+        change (disable, rotation grace ending) may take that second to be seen."""
+        now = time.monotonic()
+        cached = self._config_cache.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._db.connection() as conn:
+            config = await configs_repo.webhook_config(conn, token)
+        if len(self._config_cache) >= CONFIG_CACHE_SIZE:
+            self._config_cache.clear()
+        self._config_cache[token] = (now + CONFIG_CACHE_SECONDS, config)
+        return config
+
+    def verify(
+        self,
+        config: WebhookConfig,
+        *,
+        url: str,
+        params: Params,
+        raw_body: bytes,
+        content_type: str,
+        signature: str | None,
+    ) -> bool:
+        """Twilio signs with the account's auth token, also when we send with an API key."""
+        token = self._box.open(
+            config.secrets.auth_token_sealed(), secret_context(config.id, "auth_token")
+        )
+        return validate_request(
+            url=url,
+            params=params,
+            raw_body=raw_body,
+            content_type=content_type,
+            signature=signature,
+            auth_tokens=(token,),
+        )
+
+    async def _rules(self, conn: Connection, config: WebhookConfig) -> InboundRuleIndex:
+        cached = self._rule_cache.get(config.tenant_id)
+        if cached is not None and cached[0] == config.rules_version:
+            return cached[1]
+        rules = await dialplan_repo.get_inbound_rules(conn, config.tenant_id)
+        index = InboundRuleIndex.build(rules)
+        self._rule_cache[config.tenant_id] = (config.rules_version, index)
+        return index
+
+    async def route(
+        self, conn: Connection, config: WebhookConfig, did: str, remote: str
+    ) -> InboundDecision:
+        affinity = await repo.affinity_extension(
+            conn, config.tenant_id, did, remote, config.affinity_hours
+        )
+        index = await self._rules(conn, config)
+        return route_inbound(
+            index, did=did, remote=remote, trunk_id=config.trunk_id, affinity_extension=affinity
+        )
+
+    async def receive(self, config: WebhookConfig, params: Params) -> Receipt:
+        """Store the message, its routing, media and event in one transaction."""
+        missing = [name for name in REQUIRED if not first(params, name)]
+        if missing:
+            raise MissingParameter(f"missing {', '.join(missing)}")
+        sid = first(params, "MessageSid") or ""
+        remote = first(params, "From") or ""
+        did = first(params, "To") or ""
+        body = first(params, "Body") or ""
+        media = media_items(params)
+        info = segment_info(body)
+        message_id = MessageId(new_id("msg"))
+        async with self._db.transaction() as conn:
+            if config.enabled:
+                decision = await self.route(conn, config, did, remote)
+                routing: dict[str, object] = {
+                    "reason": decision.reason,
+                    "rule": decision.rule_name,
+                    "rule_index": decision.rule_index,
+                    "explanation": list(decision.explanation),
+                }
+                extensions: tuple[str, ...] = decision.extensions
+            else:
+                routing = {
+                    "reason": "config_disabled",
+                    "explanation": ["the SMS configuration is disabled: stored, not delivered"],
+                }
+                extensions = ()
+            status = "received" if extensions or not config.enabled else "unroutable"
+            created = await repo.insert_inbound(
+                conn,
+                repo.NewInbound(
+                    id=message_id,
+                    tenant_id=config.tenant_id,
+                    config_id=config.id,
+                    status=status,
+                    from_number=remote,
+                    to_number=did,
+                    body=body,
+                    extensions=extensions,
+                    segments=max(1, info.segments),
+                    encoding=info.encoding,
+                    num_media=len(media),
+                    twilio_sid=sid,
+                    routing=routing,
+                    params=params,
+                ),
+            )
+            if created is None:
+                self._metrics.inbound.labels("duplicate").inc()
+                log.info("inbound.duplicate", config_id=config.id)
+                return Receipt(None, duplicate=True)
+            if media:
+                await repo.insert_media(conn, message_id, media, self._media_max)
+                await conn.execute("SELECT pg_notify($1, '')", MEDIA)
+            change = opt_change(body, first(params, "OptOutType"))
+            if change is not None:
+                if change[0] == "out":
+                    await repo.set_opt_out(conn, config.id, config.tenant_id, remote, change[1])
+                else:
+                    await repo.clear_opt_out(conn, config.id, remote)
+            if extensions:
+                # Built from what was just stored: re-reading it would cost round trips.
+                message = Message(
+                    id=message_id,
+                    tenant_id=config.tenant_id,
+                    config_id=config.id,
+                    direction="inbound",
+                    status=status,
+                    from_=remote,
+                    to=did,
+                    body=body,
+                    extensions=list(extensions),
+                    segments=max(1, info.segments),
+                    encoding=info.encoding,
+                    media=[],
+                    twilio_sid=sid,
+                    error_code=None,
+                    error_message=None,
+                    routing=routing,
+                    created_at=created,
+                    updated_at=created,
+                )
+                await events_repo.queue_event(conn, message, RECEIVED, held=bool(media))
+        outcome = "disabled" if not config.enabled else status
+        self._metrics.inbound.labels(outcome).inc()
+        log.info(
+            "inbound.stored",
+            tenant_id=config.tenant_id,
+            config_id=config.id,
+            message_id=message_id,
+            status=status,
+            media=len(media),
+            routing=routing.get("reason"),
+        )
+        return Receipt(message_id, duplicate=False)

@@ -1,0 +1,159 @@
+"""Worker: fetch inbound MMS media from Twilio, store it, then let the message go to the PBX."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from bridge.crypto import SecretBox
+from bridge.db import events as events_repo
+from bridge.db import media as repo
+from bridge.db import messages as messages_repo
+from bridge.db.claims import worker_id
+from bridge.db.media import MediaJob
+from bridge.db.notify import MEDIA, Listener, poll_forever
+from bridge.db.pool import Connection, Database
+from bridge.events import RECEIVED, payload
+from bridge.log import get_logger
+from bridge.metrics import Metrics
+from bridge.models import EventId, MessageId, TenantId
+from bridge.retry import Backoff
+from bridge.sms_configs import twilio_login
+
+log = get_logger(__name__)
+
+BATCH = 8
+MAX_REDIRECTS = 3
+# Past two whole fetch timeouts the claiming worker is gone (a crash): take the item over.
+STALE_CLAIM_SECONDS = 130.0
+
+
+class TooLarge(Exception):
+    """The item is over media_max_bytes: no retry will make it smaller."""
+
+
+class MediaFetcher:
+    """Fetches with HTTP Basic from Twilio's API host only; never sends credentials elsewhere."""
+
+    def __init__(
+        self,
+        db: Database,
+        listener: Listener,
+        session: aiohttp.ClientSession,
+        box: SecretBox,
+        metrics: Metrics,
+        *,
+        twilio_api_base: str,
+        max_bytes: int,
+        attempts: int,
+        poll_seconds: float,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._db = db
+        self._listener = listener
+        self._session = session
+        self._box = box
+        self._metrics = metrics
+        self._api_host = urlsplit(twilio_api_base).netloc.lower()
+        self._max_bytes = max_bytes
+        self._attempts = attempts
+        self._poll = poll_seconds
+        self._backoff = backoff or Backoff(base=2.0, cap=120.0)
+        self._timeout = aiohttp.ClientTimeout(total=60, connect=10)
+        self.worker_id = worker_id("media")
+
+    async def run(self) -> None:
+        await poll_forever(
+            "media", self._listener, MEDIA, self.fetch_due, batch=BATCH, poll_seconds=self._poll
+        )
+
+    async def fetch_due(self) -> int:
+        async with self._db.connection() as conn:
+            jobs = await repo.claim(conn, self.worker_id, BATCH, STALE_CLAIM_SECONDS)
+        if jobs:
+            await asyncio.gather(*(self._fetch(job) for job in jobs))
+        return len(jobs)
+
+    def _authorization(self, job: MediaJob) -> str:
+        user, password = twilio_login(
+            self._box, job.config_id, job.account_sid, job.api_key_sid, job.secrets
+        )
+        return aiohttp.encode_basic_auth(user, password)
+
+    async def download(self, job: MediaJob) -> tuple[str, bytes]:
+        """Follow redirects by hand: credentials go to Twilio's API host on the first request
+        only; the signed URL it redirects to needs none, and must not see them."""
+        url = job.source_url
+        for hop in range(MAX_REDIRECTS + 1):
+            to_twilio = hop == 0 and urlsplit(url).netloc.lower() == self._api_host
+            headers = {"Authorization": self._authorization(job)} if to_twilio else {}
+            async with self._session.get(
+                url, headers=headers, allow_redirects=False, timeout=self._timeout
+            ) as response:
+                if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                if response.status != 200:
+                    raise aiohttp.ClientResponseError(
+                        response.request_info, (), status=response.status, message="not 200"
+                    )
+                if (response.content_length or 0) > self._max_bytes:
+                    raise TooLarge(f"{response.content_length} bytes")
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > self._max_bytes:
+                        raise TooLarge(f"more than {self._max_bytes} bytes")
+                content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+                return content_type or job.content_type or "application/octet-stream", bytes(data)
+        raise aiohttp.ClientError("too many redirects")
+
+    async def _fetch(self, job: MediaJob) -> None:
+        retry_in: float | None = None
+        try:
+            content_type, data = await self.download(job)
+        except TooLarge as exc:
+            error = f"too large: {exc}"
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if job.attempts < self._attempts:
+                retry_in = self._backoff.delay(job.attempts)
+        else:
+            async with self._db.transaction() as conn:
+                await repo.lock_message(conn, job.message_id)
+                digest = hashlib.sha256(data).hexdigest()
+                await repo.stored(conn, job, self.worker_id, content_type, data, digest)
+                await self._release_if_complete(conn, job.tenant_id, job.message_id)
+            self._metrics.media.labels("stored").inc()
+            log.info("media.stored", message_id=job.message_id, index=job.position, size=len(data))
+            return
+        async with self._db.transaction() as conn:
+            await repo.lock_message(conn, job.message_id)
+            await repo.failed(conn, job, self.worker_id, error, retry_in)
+            if retry_in is None:
+                await self._release_if_complete(conn, job.tenant_id, job.message_id)
+        self._metrics.media.labels("retry" if retry_in is not None else "failed").inc()
+        log.warning(
+            "media.fetch_failed",
+            message_id=job.message_id,
+            index=job.position,
+            attempt=job.attempts,
+            final=retry_in is None,
+            error=error,
+        )
+
+    async def _release_if_complete(
+        self, conn: Connection, tenant_id: TenantId, message_id: MessageId
+    ) -> None:
+        if await repo.pending_left(conn, message_id):
+            return
+        held = await events_repo.held_for_message(conn, message_id)
+        if not held:
+            return
+        message = await messages_repo.get(conn, tenant_id, message_id, history=False)
+        assert message is not None
+        for event_id in held:
+            await events_repo.release(conn, event_id, payload(EventId(event_id), RECEIVED, message))

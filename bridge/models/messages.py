@@ -1,0 +1,149 @@
+"""API models of texts: messages, their media and history, sends, opt-outs, explanations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+)
+
+from bridge.models.values import (
+    ApiModel,
+    ConfigId,
+    EventId,
+    ExtensionName,
+    MessageId,
+    TenantId,
+)
+
+# --- messages ---------------------------------------------------------------------------------
+
+Direction = Literal["inbound", "outbound"]
+
+# Twilio's statuses in the order they may follow each other (Twilio's status docs); a status never
+# replaces one of a higher rank.
+STATUS_RANK: dict[str, int] = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+
+
+class MediaItem(BaseModel):
+    index: int
+    content_type: str | None
+    size: int | None
+    status: Literal["pending", "stored", "failed"]
+
+
+class StatusChange(BaseModel):
+    status: str
+    error_code: int | None
+    at: datetime
+
+
+class DeliveryState(BaseModel):
+    """Where an event about this message stands on its way to the PBX."""
+
+    event_id: EventId
+    type: str
+    status: Literal["held", "pending", "delivered", "dead"]
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class Message(BaseModel):
+    """A text as the API and the PBX see it."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    id: MessageId
+    tenant_id: TenantId
+    config_id: ConfigId | None
+    direction: Direction
+    status: str
+    from_: str = Field(alias="from")
+    to: str
+    body: str
+    extensions: list[str]
+    segments: int
+    encoding: str
+    media: list[MediaItem]
+    twilio_sid: str | None
+    error_code: int | None
+    error_message: str | None
+    routing: dict[str, object] = Field(
+        default_factory=dict, description="The routing decision and why it was made"
+    )
+    created_at: datetime
+    updated_at: datetime
+    status_history: list[StatusChange] | None = None
+    deliveries: list[DeliveryState] | None = None
+
+
+class OptOut(BaseModel):
+    config_id: ConfigId
+    number: str
+    keyword: str
+    opted_out_at: datetime
+
+
+class InboundExplainRequest(ApiModel):
+    direction: Literal["inbound"]
+    to: str
+    from_: str = Field(alias="from")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class OutboundExplainRequest(ApiModel):
+    direction: Literal["outbound"]
+    from_extension: ExtensionName
+    to: Annotated[str, Field(min_length=1, max_length=40)]
+    from_did: str | None = None
+
+
+ExplainRequest = Annotated[
+    InboundExplainRequest | OutboundExplainRequest, Field(discriminator="direction")
+]
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+MAX_BODY_CHARS = 1600
+
+
+class InlineMedia(ApiModel):
+    content_type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$", max_length=100)]
+    data_base64: str
+
+
+class MediaByUrl(ApiModel):
+    url: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2000)]
+
+
+class SendRequest(ApiModel):
+    """A text from an extension; body and media limits are checked by the service with codes."""
+
+    from_extension: ExtensionName
+    to: Annotated[str, Field(min_length=1, max_length=40)]
+    body: str = ""
+    media: list[InlineMedia | MediaByUrl] = Field(default_factory=list)
+    from_did: str | None = None
+
+
+class TestMessageRequest(ApiModel):
+    to: Annotated[str, Field(min_length=1, max_length=40)]
+    body: Annotated[str, Field(max_length=MAX_BODY_CHARS)] = "Test message from pbx-sms-bridge"

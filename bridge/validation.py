@@ -1,0 +1,46 @@
+"""Service: check a configuration's credentials against Twilio, as the portal's "Test" button."""
+
+from __future__ import annotations
+
+from bridge.crypto import SecretBox
+from bridge.db import sms_configs as repo
+from bridge.db.pool import Database
+from bridge.errors import NotFound
+from bridge.models import ConfigId, TenantId
+from bridge.sms_configs import twilio_login
+from bridge.twilio.client import Credentials, TwilioClient
+
+
+class CredentialCheck:
+    """An account fetch for an auth token or a Main key; a one-item list for a Standard key."""
+
+    def __init__(self, db: Database, box: SecretBox, twilio: TwilioClient) -> None:
+        self._db = db
+        self._box = box
+        self._twilio = twilio
+
+    async def credentials(self, tenant_id: TenantId, config_id: ConfigId) -> Credentials:
+        async with self._db.connection() as conn:
+            row = await repo.get(conn, tenant_id, config_id)
+        if row is None:
+            raise NotFound("SMS configuration not found")
+        user, password = twilio_login(
+            self._box, row.id, row.account_sid, row.api_key_sid, row.secrets
+        )
+        return Credentials(row.account_sid, user, password)
+
+    async def validate(self, tenant_id: TenantId, config_id: ConfigId) -> dict[str, object]:
+        creds = await self.credentials(tenant_id, config_id)
+        account = await self._twilio.check_credentials(creds)
+        if account is None:
+            return {"ok": True, "checked_with": "messages_list", "account": None}
+        return {
+            "ok": True,
+            "checked_with": "account",
+            "account": {
+                "sid": account.sid,
+                "status": account.status,
+                "type": account.type,
+                "friendly_name": account.friendly_name,
+            },
+        }

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bridge.app import create_app
+from bridge.bootstrap import RuntimeSecrets
+from bridge.config import Settings
+from bridge.web.keys import RUNTIME
+from tests.conftest import PUBLIC_BASE_URL
+from tests.web.conftest import Api, SecretWatch, provision
+
+
+async def post_public(port: int, url: str) -> aiohttp.ClientResponse:
+    """POST to the public listener the path Twilio would use for ``url``."""
+    path = url.removeprefix(PUBLIC_BASE_URL.removesuffix("/sms"))
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"http://127.0.0.1:{port}{path}", data={"Body": "x"})
+        await response.read()
+        return response
+
+
+async def test_unknown_webhook_tokens_answer_a_bare_404(api: Api) -> None:
+    for path in ("/sms/twilio/nope/inbound", "/sms/twilio/nope/status", "/sms/anything", "/"):
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(f"http://127.0.0.1:{api.public_port}{path}")
+            assert response.status == 404
+            assert await response.read() == b""
+
+
+async def test_the_public_listener_serves_no_api(api: Api) -> None:
+    async with aiohttp.ClientSession() as session:
+        for path in ("/api/v1/tenants", "/health", "/metrics", "/sms/api/v1/tenants"):
+            response = await session.get(
+                f"http://127.0.0.1:{api.public_port}{path}",
+                headers={"Authorization": "Bearer admin-token-for-the-tests-0123456789"},
+            )
+            assert response.status == 404, path
+
+
+async def test_known_tokens_are_recognised(api: Api) -> None:
+    owner = await provision(api, "A")
+    response = await post_public(api.public_port, owner.config["webhook_url"])
+    assert response.status != 404
+
+
+async def test_rotated_tokens_work_for_the_grace_period(api: Api) -> None:
+    owner = await provision(api, "A")
+    path = f"/tenants/{owner.id}/sms-configs/{owner.config['id']}/rotate-webhook"
+    rotated = (await api.post(path)).body
+    for url in (
+        owner.config["webhook_url"],
+        rotated["webhook_url"],
+        rotated["status_callback_url"],
+    ):
+        assert (await post_public(api.public_port, url)).status != 404, url
+
+
+@pytest.fixture
+async def no_grace_api(
+    settings: Settings, runtime_secrets: RuntimeSecrets, secret_watch: SecretWatch, log_output: None
+) -> Any:
+    app = create_app(settings.model_copy(update={"webhook_grace_hours": 0}), runtime_secrets)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    yield Api(client, secret_watch)
+    await client.close()
+
+
+async def test_rotated_tokens_stop_after_the_grace_period(no_grace_api: Api) -> None:
+    api = no_grace_api
+    owner = await provision(api, "A")
+    await api.post(f"/tenants/{owner.id}/sms-configs/{owner.config['id']}/rotate-webhook")
+    port = api.client.app[RUNTIME].public_port if api.client.app else None
+    assert port is not None
+    assert (await post_public(port, owner.config["webhook_url"])).status == 404
