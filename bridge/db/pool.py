@@ -31,11 +31,14 @@ def safe_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-# The server went away (restart, failover, network): the pool replaces the connection on the
-# next acquire, so callers see one typed, retryable error instead of driver internals.
+# The server went away (restart, failover, network) or the driver lost track of the protocol
+# (InternalClientError: "another operation is in progress" on a connection the server killed
+# while it sat idle). Callers see one typed, retryable error instead of driver internals, and
+# the connection is closed rather than handed to the next caller in an unknown state.
 _LOST = (
     OSError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,  # connection closed mid-operation, failure, rejection
     asyncpg.OperatorInterventionError,  # shutting down, crash recovery, cannot connect now
 )
@@ -58,6 +61,17 @@ async def _no_session_state(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     """Skip asyncpg's per-release reset query (a round trip on every release): the bridge
     keeps no session state on pooled connections (no SET, LISTEN or held advisory locks),
     and asyncpg still ends any open transaction itself."""
+
+
+@asynccontextmanager
+async def _discard_if_lost(conn: Connection) -> AsyncIterator[None]:
+    """Close a connection that failed below SQL, so the pool opens a fresh one: the bridge
+    skips asyncpg's reset query on release, which is what would otherwise notice."""
+    try:
+        yield
+    except _LOST:
+        conn.terminate()
+        raise
 
 
 class Database:
@@ -95,7 +109,7 @@ class Database:
         """A connection inside a transaction; constraint violations come out as domain errors."""
         started = time.perf_counter()
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.pool.acquire() as conn, _discard_if_lost(conn), conn.transaction():
                 yield conn
         except _LOST as exc:
             raise DatabaseUnavailable(f"the database connection failed: {exc}") from exc
@@ -109,7 +123,7 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         try:
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, _discard_if_lost(conn):
                 yield conn
         except _LOST as exc:
             raise DatabaseUnavailable(f"the database connection failed: {exc}") from exc
