@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from bridge.crypto import SecretBox
 from bridge.db import dialplan as dialplan_repo
@@ -15,8 +16,9 @@ from bridge.db import sms_configs as configs_repo
 from bridge.db.notify import MEDIA
 from bridge.db.pool import Connection, Database
 from bridge.db.sms_configs import WebhookConfig
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, DatabaseUnavailable
 from bridge.events import RECEIVED
+from bridge.groupcommit import GroupCommit
 from bridge.ids import new_id
 from bridge.log import get_logger
 from bridge.metrics import Metrics
@@ -96,7 +98,13 @@ class InboundService:
     """Authenticates Twilio's webhooks and stores inbound messages with their routing."""
 
     def __init__(
-        self, db: Database, box: SecretBox, metrics: Metrics, *, media_max_items: int
+        self,
+        db: Database,
+        box: SecretBox,
+        metrics: Metrics,
+        *,
+        media_max_items: int,
+        group_commits: int = 2,
     ) -> None:
         self._db = db
         self._box = box
@@ -104,6 +112,9 @@ class InboundService:
         self._media_max = media_max_items
         self._rule_cache: dict[TenantId, tuple[int, InboundRuleIndex]] = {}
         self._config_cache: dict[str, tuple[float, WebhookConfig | None]] = {}
+        self._writer: GroupCommit[_Webhook, Receipt] = GroupCommit(
+            self._store, max_concurrent=group_commits, batch_errors=(DatabaseUnavailable,)
+        )
 
     async def config_for(self, token: str) -> WebhookConfig | None:
         """The token's configuration, remembered for a second: Twilio sends in bursts, and a
@@ -163,20 +174,65 @@ class InboundService:
         )
 
     async def receive(self, config: WebhookConfig, params: Params) -> Receipt:
-        """Store the message, its routing, media and event in one transaction."""
+        """Store the message, its routing, media and event; answered once committed (with
+        whatever else arrived meanwhile: one transaction, one WAL flush, for the group)."""
         missing = [name for name in REQUIRED if not first(params, name)]
         if missing:
             raise MissingParameter(f"missing {', '.join(missing)}")
-        sid = first(params, "MessageSid") or ""
-        remote = first(params, "From") or ""
-        did = first(params, "To") or ""
-        body = first(params, "Body") or ""
-        media = media_items(params)
-        info = segment_info(body)
-        message_id = MessageId(new_id("msg"))
+        return await self._writer.submit(_Webhook(config, params))
+
+    async def _store(self, batch: Sequence[_Webhook]) -> list[Receipt]:
         async with self._db.transaction() as conn:
+            stored = await self._store_in(conn, batch)
+        receipts = []
+        for webhook, (message_id, status) in zip(batch, stored, strict=True):
+            config = webhook.config
+            if message_id is None:
+                self._metrics.inbound.labels("duplicate").inc()
+                log.info("inbound.duplicate", config_id=config.id)
+                receipts.append(Receipt(None, duplicate=True))
+                continue
+            self._metrics.inbound.labels(status if config.enabled else "disabled").inc()
+            log.info(
+                "inbound.stored",
+                tenant_id=config.tenant_id,
+                config_id=config.id,
+                message_id=message_id,
+                status=status,
+                media=webhook.media_count,
+            )
+            receipts.append(Receipt(message_id, duplicate=False))
+        return receipts
+
+    async def _store_in(
+        self, conn: Connection, batch: Sequence[_Webhook]
+    ) -> list[tuple[MessageId | None, str]]:
+        """Route, insert and queue a batch of webhooks in the caller's transaction: a round
+        trip per step for the whole batch, not per message."""
+        affinity = await repo.affinity_extensions(
+            conn,
+            [
+                repo.AffinityQuery(
+                    w.config.tenant_id,
+                    w.did,
+                    w.remote,
+                    w.config.affinity_hours if w.config.enabled else 0,
+                )
+                for w in batch
+            ],
+        )
+        rows: list[repo.NewInbound] = []
+        for webhook, extension in zip(batch, affinity, strict=True):
+            config = webhook.config
             if config.enabled:
-                decision = await self.route(conn, config, did, remote)
+                index = await self._rules(conn, config)
+                decision = route_inbound(
+                    index,
+                    did=webhook.did,
+                    remote=webhook.remote,
+                    trunk_id=config.trunk_id,
+                    affinity_extension=extension,
+                )
                 routing: dict[str, object] = {
                     "reason": decision.reason,
                     "rule": decision.rule_name,
@@ -190,71 +246,107 @@ class InboundService:
                     "explanation": ["the SMS configuration is disabled: stored, not delivered"],
                 }
                 extensions = ()
-            status = "received" if extensions or not config.enabled else "unroutable"
-            created = await repo.insert_inbound(
-                conn,
+            info = segment_info(webhook.body)
+            rows.append(
                 repo.NewInbound(
-                    id=message_id,
+                    id=MessageId(new_id("msg")),
                     tenant_id=config.tenant_id,
                     config_id=config.id,
-                    status=status,
-                    from_number=remote,
-                    to_number=did,
-                    body=body,
+                    status="received" if extensions or not config.enabled else "unroutable",
+                    from_number=webhook.remote,
+                    to_number=webhook.did,
+                    body=webhook.body,
                     extensions=extensions,
                     segments=max(1, info.segments),
                     encoding=info.encoding,
-                    num_media=len(media),
-                    twilio_sid=sid,
+                    num_media=webhook.media_count,
+                    twilio_sid=webhook.sid,
                     routing=routing,
-                    params=params,
-                ),
-            )
-            if created is None:
-                self._metrics.inbound.labels("duplicate").inc()
-                log.info("inbound.duplicate", config_id=config.id)
-                return Receipt(None, duplicate=True)
-            if media:
-                await repo.insert_media(conn, message_id, media, self._media_max)
-                await conn.execute("SELECT pg_notify($1, '')", MEDIA)
-            change = opt_change(body, first(params, "OptOutType"))
-            if change is not None:
-                if change[0] == "out":
-                    await repo.set_opt_out(conn, config.id, config.tenant_id, remote, change[1])
-                else:
-                    await repo.clear_opt_out(conn, config.id, remote)
-            if extensions:
-                # Built from what was just stored: re-reading it would cost round trips.
-                message = Message(
-                    id=message_id,
-                    tenant_id=config.tenant_id,
-                    config_id=config.id,
-                    direction="inbound",
-                    status=status,
-                    from_=remote,
-                    to=did,
-                    body=body,
-                    extensions=list(extensions),
-                    segments=max(1, info.segments),
-                    encoding=info.encoding,
-                    media=[],
-                    twilio_sid=sid,
-                    error_code=None,
-                    error_message=None,
-                    routing=routing,
-                    created_at=created,
-                    updated_at=created,
+                    params=webhook.params,
                 )
-                await events_repo.queue_event(conn, message, RECEIVED, held=bool(media))
-        outcome = "disabled" if not config.enabled else status
-        self._metrics.inbound.labels(outcome).inc()
-        log.info(
-            "inbound.stored",
-            tenant_id=config.tenant_id,
-            config_id=config.id,
-            message_id=message_id,
-            status=status,
-            media=len(media),
-            routing=routing.get("reason"),
-        )
-        return Receipt(message_id, duplicate=False)
+            )
+        created_at = await repo.insert_inbound(conn, rows)
+        events: list[tuple[events_repo.NewEvent, bool]] = []
+        media_queued = False
+        for webhook, row, created in zip(batch, rows, created_at, strict=True):
+            if created is None:
+                continue
+            media = media_items(webhook.params)
+            if media:
+                await repo.insert_media(conn, row.id, media, self._media_max)
+                media_queued = True
+            change = opt_change(webhook.body, first(webhook.params, "OptOutType"))
+            if change is not None:
+                config = webhook.config
+                if change[0] == "out":
+                    await repo.set_opt_out(
+                        conn, config.id, config.tenant_id, webhook.remote, change[1]
+                    )
+                else:
+                    await repo.clear_opt_out(conn, config.id, webhook.remote)
+            if row.extensions:
+                events.append(
+                    (
+                        events_repo.new_event(_message(row, created), RECEIVED, held=bool(media)),
+                        bool(media),
+                    )
+                )
+        if media_queued:
+            await conn.execute("SELECT pg_notify($1, '')", MEDIA)
+        await events_repo.insert_many(conn, events)
+        return [
+            (row.id if created is not None else None, row.status)
+            for row, created in zip(rows, created_at, strict=True)
+        ]
+
+
+def _message(row: repo.NewInbound, created: datetime) -> Message:
+    """The message as just stored: re-reading it would cost a round trip."""
+    return Message(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        config_id=row.config_id,
+        direction="inbound",
+        status=row.status,
+        from_=row.from_number,
+        to=row.to_number,
+        body=row.body,
+        extensions=list(row.extensions),
+        segments=row.segments,
+        encoding=row.encoding,
+        media=[],
+        twilio_sid=row.twilio_sid,
+        error_code=None,
+        error_message=None,
+        routing=row.routing,
+        created_at=created,
+        updated_at=created,
+    )
+
+
+@dataclass(frozen=True)
+class _Webhook:
+    """A verified webhook waiting for its group's commit."""
+
+    config: WebhookConfig
+    params: Params
+
+    @property
+    def sid(self) -> str:
+        return first(self.params, "MessageSid") or ""
+
+    @property
+    def remote(self) -> str:
+        return first(self.params, "From") or ""
+
+    @property
+    def did(self) -> str:
+        return first(self.params, "To") or ""
+
+    @property
+    def body(self) -> str:
+        return first(self.params, "Body") or ""
+
+    @property
+    def media_count(self) -> int:
+        return len(media_items(self.params))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.db.notify import EVENTS
@@ -23,40 +24,51 @@ class NewEvent:
 
 async def insert(conn: Connection, event: NewEvent, *, held: bool) -> None:
     """Queue an event; a held one waits (e.g. for its media) and is not streamed yet."""
-    # One statement inserts and wakes the delivery workers: this runs for every text.
+    await insert_many(conn, [(event, held)])
+
+
+async def insert_many(conn: Connection, events: Sequence[tuple[NewEvent, bool]]) -> None:
+    """Queue events (each with whether it is held), in order, and wake the delivery workers."""
+    if not events:
+        return
+    # One statement inserts and notifies: this runs for every text.
     await conn.execute(
         "WITH queued AS (INSERT INTO events (id, tenant_id, message_id, type, conversation, "
-        "payload, delivery_status, stream_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-        "CASE WHEN $7 = 'pending' THEN nextval('event_stream_seq') END) "
+        "payload, delivery_status, stream_seq) SELECT id, tenant_id, message_id, type, "
+        "conversation, payload, status, CASE WHEN status = 'pending' "
+        "THEN nextval('event_stream_seq') END "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], "
+        "$7::text[]) AS u(id, tenant_id, message_id, type, conversation, payload, status) "
         "RETURNING delivery_status) "
-        "SELECT pg_notify($8, '') FROM queued WHERE delivery_status = 'pending'",
-        event.id,
-        event.tenant_id,
-        event.message_id,
-        event.type,
-        event.conversation,
-        None if event.payload is None else json.dumps(event.payload),
-        "held" if held else "pending",
+        "SELECT pg_notify($8, '') WHERE EXISTS "
+        "(SELECT FROM queued WHERE delivery_status = 'pending')",
+        [e.id for e, _ in events],
+        [e.tenant_id for e, _ in events],
+        [e.message_id for e, _ in events],
+        [e.type for e, _ in events],
+        [e.conversation for e, _ in events],
+        [None if e.payload is None else json.dumps(e.payload) for e, _ in events],
+        ["held" if held else "pending" for _, held in events],
         EVENTS,
+    )
+
+
+def new_event(message: Message, event_type: str, *, held: bool) -> NewEvent:
+    """An event about ``message``, which the caller already holds as it now stands."""
+    event_id = new_event_id()
+    return NewEvent(
+        id=event_id,
+        tenant_id=message.tenant_id,
+        message_id=message.id,
+        type=event_type,
+        conversation=conversation_key(message),
+        payload=None if held else payload(event_id, event_type, message),
     )
 
 
 async def queue_event(conn: Connection, message: Message, event_type: str, *, held: bool) -> None:
     """An event about ``message``, which the caller already holds as it now stands."""
-    tenant_id, message_id = message.tenant_id, message.id
-    event_id = new_event_id()
-    await insert(
-        conn,
-        NewEvent(
-            id=event_id,
-            tenant_id=tenant_id,
-            message_id=message_id,
-            type=event_type,
-            conversation=conversation_key(message),
-            payload=None if held else payload(event_id, event_type, message),
-        ),
-        held=held,
-    )
+    await insert(conn, new_event(message, event_type, held=held), held=held)
 
 
 async def held_for_message(conn: Connection, message_id: MessageId) -> list[str]:

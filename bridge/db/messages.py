@@ -46,30 +46,40 @@ class NewInbound:
     params: Sequence[tuple[str, str]]
 
 
-async def insert_inbound(conn: Connection, m: NewInbound) -> datetime | None:
-    """Insert unless this configuration already has this MessageSid; when inserted, its time."""
-    created: datetime | None = await conn.fetchval(
+async def insert_inbound(conn: Connection, batch: Sequence[NewInbound]) -> list[datetime | None]:
+    """Insert each unless its configuration already has its MessageSid (also earlier in the
+    batch); per item, its time when inserted. One statement for the whole batch."""
+    if not batch:
+        return []
+    rows = await conn.fetch(
         "INSERT INTO messages (id, tenant_id, config_id, direction, status, from_number, "
         "to_number, body, extensions, segments, encoding, num_media, twilio_sid, routing, params) "
-        "VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+        "SELECT id, tenant_id, config_id, 'inbound', status, from_number, to_number, body, "
+        "ARRAY(SELECT jsonb_array_elements_text(extensions)), segments, encoding, num_media, "
+        "twilio_sid, routing, params "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+        "$7::text[], $8::jsonb[], $9::int[], $10::text[], $11::int[], $12::text[], $13::jsonb[], "
+        "$14::jsonb[]) AS u(id, tenant_id, config_id, status, from_number, to_number, body, "
+        "extensions, segments, encoding, num_media, twilio_sid, routing, params) "
         "ON CONFLICT (config_id, twilio_sid) WHERE twilio_sid IS NOT NULL DO NOTHING "
-        "RETURNING created_at",
-        m.id,
-        m.tenant_id,
-        m.config_id,
-        m.status,
-        m.from_number,
-        m.to_number,
-        m.body,
-        list(m.extensions),
-        m.segments,
-        m.encoding,
-        m.num_media,
-        m.twilio_sid,
-        json.dumps(m.routing),
-        json.dumps([list(p) for p in m.params]),
+        "RETURNING id, created_at",
+        [m.id for m in batch],
+        [m.tenant_id for m in batch],
+        [m.config_id for m in batch],
+        [m.status for m in batch],
+        [m.from_number for m in batch],
+        [m.to_number for m in batch],
+        [m.body for m in batch],
+        [json.dumps(list(m.extensions)) for m in batch],
+        [m.segments for m in batch],
+        [m.encoding for m in batch],
+        [m.num_media for m in batch],
+        [m.twilio_sid for m in batch],
+        [json.dumps(m.routing) for m in batch],
+        [json.dumps([list(p) for p in m.params]) for m in batch],
     )
-    return created
+    created: dict[str, datetime] = {row["id"]: row["created_at"] for row in rows}
+    return [created.get(m.id) for m in batch]
 
 
 async def insert_media(
@@ -93,23 +103,45 @@ async def insert_media(
     )
 
 
+@dataclass(frozen=True)
+class AffinityQuery:
+    tenant_id: TenantId
+    did: str
+    remote: str
+    hours: int
+
+
+async def affinity_extensions(
+    conn: Connection, queries: Sequence[AffinityQuery]
+) -> list[str | None]:
+    """Per query, the extension that most recently texted ``remote`` from ``did`` within
+    ``hours`` (Twilio took the text); one round trip for all of them."""
+    wanted = [q for q in queries if q.hours > 0]
+    if not wanted:
+        return [None] * len(queries)
+    rows = await conn.fetch(
+        "SELECT q.i, (SELECT m.from_extension FROM messages m WHERE m.tenant_id = q.tenant_id "
+        "AND m.direction = 'outbound' AND m.from_number = q.did AND m.to_number = q.remote "
+        "AND m.twilio_sid IS NOT NULL AND m.from_extension IS NOT NULL "
+        "AND m.created_at > now() - make_interval(hours => q.hours) "
+        "ORDER BY m.created_at DESC LIMIT 1) AS extension "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) "
+        "WITH ORDINALITY AS q(tenant_id, did, remote, hours, i)",
+        [q.tenant_id for q in wanted],
+        [q.did for q in wanted],
+        [q.remote for q in wanted],
+        [q.hours for q in wanted],
+    )
+    found = {wanted[row["i"] - 1]: row["extension"] for row in rows}
+    return [found.get(q) for q in queries]
+
+
 async def affinity_extension(
     conn: Connection, tenant_id: TenantId, did: str, remote: str, hours: int
 ) -> str | None:
     """The extension that most recently texted ``remote`` from ``did`` (Twilio took it)."""
-    if hours <= 0:
-        return None
-    extension: str | None = await conn.fetchval(
-        "SELECT from_extension FROM messages WHERE tenant_id = $1 AND direction = 'outbound' "
-        "AND from_number = $2 AND to_number = $3 AND twilio_sid IS NOT NULL "
-        "AND from_extension IS NOT NULL AND created_at > now() - make_interval(hours => $4) "
-        "ORDER BY created_at DESC LIMIT 1",
-        tenant_id,
-        did,
-        remote,
-        hours,
-    )
-    return extension
+    query = AffinityQuery(tenant_id, did, remote, hours)
+    return (await affinity_extensions(conn, [query]))[0]
 
 
 def _message(row: Record, media: list[MediaItem], history: list[StatusChange] | None) -> Message:
