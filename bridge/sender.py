@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from bridge.db.pool import Database
 from bridge.errors import BridgeError
 from bridge.log import get_logger
 from bridge.metrics import Metrics
+from bridge.models import MessageId
 from bridge.retry import Backoff
 from bridge.sms_configs import twilio_login
 from bridge.status import ERROR_TEXT, StatusService
@@ -38,6 +40,18 @@ LEASE_SECONDS = 10.0
 STALE_LEASE_SECONDS = 60.0
 # Twilio's dates have whole seconds and its clock is not ours: look a little before the attempt.
 RECONCILE_SKEW = timedelta(seconds=5)
+
+
+# Texts one sender may have awaiting Twilio at once: enough to keep its pace while Twilio takes
+# PIPELINE_SECONDS to answer a create. A long code (1/s) or toll-free number (3/s) has one at a
+# time; a faster sender overlaps texts to different recipients, never two to the same one, so
+# every conversation's texts still reach Twilio one after another, in order.
+PIPELINE_SECONDS = 0.25
+MAX_IN_FLIGHT = 32
+
+
+def in_flight_window(mps: float) -> int:
+    return max(1, min(MAX_IN_FLIGHT, math.ceil(mps * PIPELINE_SECONDS)))
 
 
 class LeaseLost(Exception):
@@ -124,30 +138,67 @@ class SendWorker:
             log.error("send.lease_crashed", error=repr(task.exception()))
 
     async def _lease(self, sender_key: str, next_free_at: datetime) -> None:
-        """Send this sender's due texts one after another, paced, for up to LEASE_SECONDS."""
+        """Start this sender's due texts in queue order, each at its paced time, with up to
+        ``in_flight_window`` of them awaiting Twilio at once, for up to LEASE_SECONDS."""
         deadline = time.monotonic() + LEASE_SECONDS
         next_free = next_free_at
+        running: dict[asyncio.Task[None], MessageId] = {}
+        window = 1
         try:
-            while time.monotonic() < deadline:
-                async with self._db.connection() as conn:
-                    job = await repo.next_send(conn, sender_key)
-                if job is None:
-                    return
-                wait = (next_free - datetime.now(UTC)).total_seconds()
-                if wait > 0:
-                    self._metrics.shaping_delay.observe(wait)
-                    await asyncio.sleep(wait)
-                started = datetime.now(UTC)
-                try:
-                    paced = await self._send(job, sender_key)
-                except LeaseLost:
-                    log.warning("send.lease_lost", sender=sender_key)
-                    return
-                if paced is not None:
-                    next_free = started + timedelta(seconds=job.segments / paced)
+            lost = False
+            while not lost:
+                jobs: list[SendJob] = []
+                room = window - len(running)
+                if room > 0 and time.monotonic() < deadline:
+                    async with self._db.connection() as conn:
+                        jobs = await repo.next_sends(conn, sender_key, room, list(running.values()))
+                if not jobs:
+                    if not running:
+                        return
+                    lost = await self._reap(running, sender_key, block=True)
+                    continue
+                for job in jobs:
+                    window = in_flight_window(job.mps)
+                    wait = (next_free - datetime.now(UTC)).total_seconds()
+                    if wait > 0:
+                        self._metrics.shaping_delay.observe(wait)
+                        await asyncio.sleep(wait)
+                    # The slot is taken when the create starts, whatever its outcome: pacing
+                    # errs towards sending slower than allowed, never faster.
+                    next_free = datetime.now(UTC) + timedelta(seconds=job.segments / job.mps)
+                    running[asyncio.create_task(self._send(job, sender_key))] = job.message_id
+                lost = await self._reap(running, sender_key, block=False)
+        except asyncio.CancelledError:
+            # Shutting down: creates in flight stay marked as attempted, and are reconciled
+            # with Twilio before any resend.
+            for task in running:
+                task.cancel()
+            raise
         finally:
+            # Otherwise what was started finishes and is recorded, not abandoned.
+            for outcome in await asyncio.gather(*running, return_exceptions=True):
+                if isinstance(outcome, Exception) and not isinstance(outcome, LeaseLost):
+                    log.error("send.failed", sender=sender_key, error=repr(outcome))
             async with self._db.connection() as conn:
                 await repo.release_sender(conn, sender_key, self.worker_id, next_free)
+
+    async def _reap(
+        self, running: dict[asyncio.Task[None], MessageId], sender_key: str, *, block: bool
+    ) -> bool:
+        """Collect finished sends (waiting for one if ``block``); True if the lease was lost."""
+        done, _ = await asyncio.wait(
+            running, timeout=None if block else 0, return_when=asyncio.FIRST_COMPLETED
+        )
+        lost = False
+        for task in done:
+            del running[task]
+            error = task.exception()
+            if isinstance(error, LeaseLost):
+                log.warning("send.lease_lost", sender=sender_key)
+                lost = True
+            elif error is not None:
+                raise error
+        return lost
 
     def _credentials(self, job: SendJob) -> Credentials:
         user, password = twilio_login(
@@ -155,11 +206,10 @@ class SendWorker:
         )
         return Credentials(job.account_sid, user, password)
 
-    async def _send(self, job: SendJob, sender_key: str) -> float | None:
-        """One attempt; returns the sender's rate if the attempt used a pacing slot."""
+    async def _send(self, job: SendJob, sender_key: str) -> None:
+        """One attempt: reconcile first if an earlier one may have reached Twilio."""
         creds = self._credentials(job)
         semaphore = self._accounts.setdefault(job.account_sid, asyncio.Semaphore(self._account_cap))
-        mps = job.mps
         async with semaphore:
             if job.attempt_started_at is not None:
                 try:
@@ -169,11 +219,11 @@ class SendWorker:
                     await self._retry(
                         job, self._backoff.delay(job.attempts + 1), exc, certain=False
                     )
-                    return None
+                    return
                 if found is not None:
                     await self._accepted(job, found.sid, found.status, None)
                     self._metrics.sends.labels("reconciled", "").inc()
-                    return None
+                    return
             async with self._db.connection() as conn:
                 if not await repo.start_attempt(conn, job.message_id, sender_key, self.worker_id):
                     # The lease went stale and another process may be sending for this
@@ -191,7 +241,7 @@ class SendWorker:
                 )
             except TwilioRejected as exc:
                 await self._rejected(job, exc)
-                return mps
+                return
             except TwilioUnavailable as exc:
                 delay = (
                     exc.retry_after
@@ -199,13 +249,12 @@ class SendWorker:
                     else self._backoff.delay(job.attempts + 1)
                 )
                 await self._retry(job, delay, exc, certain=True)
-                return None
+                return
             except TwilioAmbiguous as exc:
                 await self._retry(job, self._backoff.delay(job.attempts + 1), exc, certain=False)
-                return mps
+                return
         await self._accepted(job, sent.sid, sent.status, sent)
         self._metrics.sends.labels("created", "").inc()
-        return mps
 
     async def _reconcile(self, job: SendJob, creds: Credentials) -> ListedMessage | None:
         """After an attempt whose outcome is unknown: did Twilio take it? Look before resending."""

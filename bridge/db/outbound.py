@@ -189,24 +189,46 @@ class SendJob:
     webhook_token: str
 
 
-async def next_send(conn: Connection, sender_key: str) -> SendJob | None:
-    """One query for everything a send needs: it runs once per text on the hot path."""
-    row = await conn.fetchrow(
-        "SELECT s.message_id, s.attempts, s.attempt_started_at, s.next_attempt_at <= now() AS due,"
+# How far into a sender's queue a fetch looks for texts to other recipients: the heads of
+# the first this-many queued texts; later ones wait until the queue before them drains.
+LOOKAHEAD = 1000
+
+
+async def next_sends(
+    conn: Connection, sender_key: str, limit: int, in_flight: Sequence[str] = ()
+) -> list[SendJob]:
+    """The sender's next due texts in queue order, at most one per recipient, none to a
+    recipient that has one ``in_flight``: each conversation's texts reach Twilio one after
+    another, in order, while texts to different recipients may overlap. A retry waiting out
+    its backoff holds back the later texts to its recipient, not the sender's other texts.
+    One query for everything the sends need: it runs on the hot path."""
+    rows = await conn.fetch(
+        "WITH queued AS (SELECT s.message_id, s.seq, s.attempts, s.attempt_started_at,"
+        "   s.next_attempt_at FROM sends s"
+        "   WHERE s.sender_key = $1 AND s.state = 'queued' ORDER BY s.seq LIMIT $4),"
+        " heads AS (SELECT DISTINCT ON (m.to_number) q.*, m.to_number FROM queued q"
+        "   JOIN messages m ON m.id = q.message_id ORDER BY m.to_number, q.seq)"
+        " SELECT h.message_id, h.attempts, h.attempt_started_at,"
         " m.tenant_id, m.config_id, m.to_number, m.from_number, m.body, m.segments, m.routing,"
         " m.created_at, c.account_sid, c.credential_type, c.api_key_sid, c.secrets_key_id,"
         " c.auth_token_sealed, c.api_key_secret_sealed, p.mps, w.token AS webhook_token,"
         " coalesce((SELECT array_agg(o.token ORDER BY o.position) FROM outbound_media o"
-        "           WHERE o.message_id = s.message_id), '{}') AS media_tokens"
-        " FROM sends s JOIN messages m ON m.id = s.message_id"
+        "           WHERE o.message_id = h.message_id), '{}') AS media_tokens"
+        " FROM heads h JOIN messages m ON m.id = h.message_id"
         " JOIN sms_configs c ON c.id = m.config_id"
-        " JOIN senders p ON p.sender_key = s.sender_key"
+        " JOIN senders p ON p.sender_key = $1"
         " JOIN webhook_tokens w ON w.config_id = c.id AND w.valid_until IS NULL"
-        " WHERE s.sender_key = $1 AND s.state = 'queued' ORDER BY s.seq LIMIT 1",
+        " WHERE h.next_attempt_at <= now() AND NOT h.message_id = ANY ($3::text[])"
+        " ORDER BY h.seq LIMIT $2",
         sender_key,
+        limit,
+        list(in_flight),
+        LOOKAHEAD,
     )
-    if row is None or not row["due"]:
-        return None
+    return [_job(row) for row in rows]
+
+
+def _job(row: Record) -> SendJob:
     routing = json.loads(row["routing"])
     kind = str(routing.get("sender_kind", "number"))
     return SendJob(

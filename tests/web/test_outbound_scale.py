@@ -131,3 +131,29 @@ async def test_pacing_holds_a_long_code_to_one_segment_per_second(env: Env) -> N
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(moments)]
     # An order of magnitude only: the benchmark measures pacing accuracy.
     assert len(gaps) == 2 and all(0.8 < gap < 2.5 for gap in gaps), gaps
+
+
+async def test_a_fast_sender_overlaps_recipients_but_never_one_conversation(env: Env) -> None:
+    # Each create takes 0.3 s to answer. One at a time, 8 texts would need 2.4 s; a fast sender
+    # overlaps texts to different recipients, while one recipient's texts wait for each other.
+    [extension] = await numbered_tenant(env, 1)
+    await env.fake_control("PATCH", "/config", {"latency": 0.3})
+    others = [f"+1555765{4400 + i:04d}" for i in range(8)]
+    for i, to in enumerate(others):
+        assert (
+            await send(env, {"from_extension": extension, "to": to, "body": f"o{i}"})
+        ).status == 202
+    for i in range(3):
+        reply = await send(env, {"from_extension": extension, "to": US_MOBILE, "body": f"c{i}"})
+        assert reply.status == 202
+    await env.wait_fake_messages(11, within=30)
+    creates = (await env.fake_control("GET", "/requests?operation=create"))["requests"]
+    arrived = {
+        next(v for k, v in r["form"] if k == "Body"): float(r["received_at"]) for r in creates
+    }
+    spread = max(arrived[f"o{i}"] for i in range(8)) - min(arrived[f"o{i}"] for i in range(8))
+    assert spread < 1.2, "texts to different recipients overlapped"
+    conversation = [arrived[f"c{i}"] for i in range(3)]
+    assert conversation == sorted(conversation), "one recipient's texts in order"
+    gaps = [b - a for a, b in itertools.pairwise(conversation)]
+    assert all(gap >= 0.3 for gap in gaps), f"each waited for the one before: {gaps}"
