@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_daemon(main: Coroutine[Any, Any, None]) -> None:
-    """On uvloop where it is installed: a third more webhooks per second than asyncio's loop
-    on the same core (most of the daemon's time is socket writes and task switches)."""
+    """On uvloop where it is installed: most of the daemon's time goes to socket writes and
+    task switches, which uvloop does in C."""
     try:
         import uvloop
     except ImportError:

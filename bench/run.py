@@ -1,0 +1,716 @@
+"""``make bench``: the bridge measured against its ceiling, side by side, in one run.
+
+Everything runs on loopback, each part in its own process: the daemon (embedded PostgreSQL,
+default settings, workers on, delivering to a PBX sink in this process), the fake Twilio, a bare
+aiohttp handler (the ceiling), and the load generator — ``wrk`` with a Lua script cycling
+through pre-signed webhook bodies, each MessageSid sent once, so every acknowledgement is a
+committed row. Prints one table and writes ``bench/out/bench.png`` and ``bench/out/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from bench import routing
+from bridge.twilio.signature import compute_signature
+from tests.e2e.daemon import Daemon, free_port
+from tests.sink import Sink, running_sink
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+LUA = ROOT / "bench" / "webhooks.lua"
+ADMIN = secrets.token_hex(16)
+ACCOUNT_SID = "AC" + secrets.token_hex(16)
+AUTH_TOKEN = secrets.token_hex(16)
+SINK_SECRET = secrets.token_hex(16)
+INBOUND_DID = "+15550100000"
+SENDERS = 200
+SHAPED = {1: "+15550300001", 10: "+15550300010", 100: "+15550300100"}
+TWILIO_LATENCY = 0.05
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@contextmanager
+def process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        child = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+async def wait_http(url: str, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {limit:.0f} s")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- load generation -------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One wrk run: what was offered and what came back."""
+
+    target: str
+    offered: float  # requests/s asked of the generator; 0 = as fast as it goes
+    requests: int
+    seconds: float
+    bad: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        """Acknowledged (2xx) requests per second."""
+        return (self.requests - self.bad) / self.seconds
+
+
+class Bodies:
+    """Pre-signed webhook bodies, a fresh file per run so no MessageSid repeats."""
+
+    def __init__(self, workdir: Path, url: str) -> None:
+        self.workdir = workdir
+        self.url = url
+        self.made = 0
+
+    def file(self, count: int) -> Path:
+        path = self.workdir / f"bodies-{self.made}.txt"
+        with path.open("w") as out:
+            for i in range(self.made, self.made + count):
+                params = [
+                    ("ToCountry", "US"),
+                    ("SmsMessageSid", f"SM{i:032x}"),
+                    ("NumMedia", "0"),
+                    ("SmsSid", f"SM{i:032x}"),
+                    ("SmsStatus", "received"),
+                    ("Body", f"Load test message number {i}, a typical short text."),
+                    ("To", INBOUND_DID),
+                    ("NumSegments", "1"),
+                    ("MessageSid", f"SM{i:032x}"),
+                    ("AccountSid", ACCOUNT_SID),
+                    ("From", f"+1555{2000000 + i % 5000:07d}"),
+                    ("ApiVersion", "2010-04-01"),
+                ]
+                signature = compute_signature(self.url, params, AUTH_TOKEN)
+                out.write(f"{signature}\t{urlencode(params)}\n")
+        self.made += count
+        return path
+
+
+def wrk(target: str, url: str, bodies: Path, *, rate: float, seconds: int) -> Run:
+    path = "/" + url.split("/", 3)[3]
+    origin = url[: len(url) - len(path) + 1]
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            "-c64",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            origin,
+            "--",
+            "1",
+        ],
+        env={
+            **os.environ,
+            "BENCH_BODIES": str(bodies),
+            "BENCH_PATH": path,
+            "BENCH_RATE": str(rate),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    fields = {k: int(v) for k, v in (pair.split("=") for pair in line.split()[1:])}
+    return Run(
+        target=target,
+        offered=rate,
+        requests=fields["requests"],
+        seconds=fields["duration_us"] / 1e6,
+        bad=fields["errors_status"] + fields["errors_timeout"],
+        p50_ms=fields["p50_us"] / 1000,
+        p99_ms=fields["p99_us"] / 1000,
+    )
+
+
+# --- the bridge under test -------------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def __call__(self, method: str, path: str, body: object = None) -> Any:
+        async with self.session.request(method, self.base + path, json=body) as response:
+            if response.status >= 300:
+                raise RuntimeError(f"{method} {path}: {response.status} {await response.text()}")
+            return await response.json()
+
+
+@dataclass
+class Tenant:
+    id: str
+    webhook_url: str
+
+
+async def provision(api: Api, sink: Sink) -> Tenant:
+    tenant = (await api("POST", "/tenants", {"name": "Bench"}))["id"]
+    base = f"/tenants/{tenant}"
+    trunk = (await api("POST", base + "/trunks", {"name": "Trunk"}))["id"]
+    senders = [f"+1555020{i:04d}" for i in range(SENDERS)]
+    numbers = [{"number": INBOUND_DID}]
+    # Shaping off for the throughput senders: far above what they will be asked for.
+    numbers += [{"number": n, "mps": 10_000} for n in senders]
+    numbers += [{"number": n, "mps": mps} for mps, n in SHAPED.items()]
+    config = await api(
+        "POST",
+        base + "/sms-configs",
+        {
+            "trunk_id": trunk,
+            "name": "Bench",
+            "account_sid": ACCOUNT_SID,
+            "credential": {"type": "auth_token", "auth_token": AUTH_TOKEN},
+            "numbers": numbers,
+            "allowed_countries": ["US"],
+        },
+    )
+    extensions = [{"extension": "101", "dids": [INBOUND_DID]}]
+    extensions += [{"extension": f"2{i:03d}", "dids": [n]} for i, n in enumerate(senders)]
+    extensions += [{"extension": f"9{mps:03d}", "dids": [n]} for mps, n in SHAPED.items()]
+    await api("PUT", base + "/extensions", extensions)
+    await api("PUT", base + "/inbound-rules", [{"name": "all", "did": "*", "extensions": ["101"]}])
+    await api("PUT", base + "/outbound-rules", [{"name": "all", "trunks": [trunk]}])
+    await api("PUT", base + "/delivery", {"url": sink.url, "secret": SINK_SECRET})
+    return Tenant(tenant, config["webhook_url"])
+
+
+async def drained(sink: Sink, expected: int, limit: float = 120) -> float:
+    """Seconds until the sink has acknowledged ``expected`` deliveries in all."""
+    started = time.monotonic()
+    await sink.wait_for(lambda: len(sink.acknowledged) >= expected, within=limit)
+    return time.monotonic() - started
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    bare_max: Run | None = None
+    bridge_max: Run | None = None
+    bare_curve: list[Run] | None = None
+    bridge_curve: list[Run] | None = None
+    half: Run | None = None
+    inbound_stored: int = 0
+    inbound_acked: int = 0
+    inbound_delivered: int = 0
+    peak_rss_mb: float = 0.0
+    e2e_p50_ms: float = 0.0
+    e2e_p99_ms: float = 0.0
+    e2e_rate: float = 0.0
+    e2e_count: int = 0
+    outbound_rate: float = 0.0
+    outbound_count: int = 0
+    outbound_duplicates: int = 0
+    official_rate: float = 0.0
+    official_one_thread: float = 0.0
+    shaping: dict[int, float] | None = None
+    routing: dict[int, tuple[float, float, float, float]] | None = None
+
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.25)
+
+
+async def inbound_phase(
+    results: Results, daemon: Daemon, tenant: Tenant, sink: Sink, bare_url: str, args: Any
+) -> None:
+    bodies = Bodies(args.workdir, tenant.webhook_url)
+    bare_bodies = bodies.file(int(args.seconds * 12_000))
+    say("inbound: the ceiling (bare aiohttp handler) and the bridge, as fast as wrk goes")
+    # Warm both (imports, caches, connections) before measuring.
+    await asyncio.to_thread(wrk, "bare", bare_url, bare_bodies, rate=0, seconds=2)
+    await asyncio.to_thread(
+        wrk, "bridge", tenant.webhook_url, bodies.file(8_000), rate=0, seconds=2
+    )
+    results.bare_max = await asyncio.to_thread(
+        wrk, "bare", bare_url, bare_bodies, rate=0, seconds=args.seconds
+    )
+    say(f"  bare handler: {results.bare_max.rate:,.0f}/s, p99 {results.bare_max.p99_ms:.1f} ms")
+    acked = await settle(sink, results)
+    results.bridge_max = await asyncio.to_thread(
+        wrk,
+        "bridge",
+        tenant.webhook_url,
+        bodies.file(int(args.seconds * 4_000)),
+        rate=0,
+        seconds=args.seconds,
+    )
+    acked += results.bridge_max.requests - results.bridge_max.bad
+    say(f"  bridge: {results.bridge_max.rate:,.0f}/s, p99 {results.bridge_max.p99_ms:.1f} ms")
+    await settle(sink, results, acked)
+
+    say("inbound: latency against offered load")
+    results.bare_curve, results.bridge_curve = [], []
+    for fraction in FRACTIONS:
+        rate = fraction * results.bare_max.rate
+        run = await asyncio.to_thread(wrk, "bare", bare_url, bare_bodies, rate=rate, seconds=5)
+        results.bare_curve.append(run)
+        rate = fraction * results.bridge_max.rate
+        file = bodies.file(int(rate * 6) + 1_000)
+        run = await asyncio.to_thread(
+            wrk, "bridge", tenant.webhook_url, file, rate=rate, seconds=args.seconds
+        )
+        results.bridge_curve.append(run)
+        acked += run.requests - run.bad
+        if fraction == 0.5:
+            results.half = run
+        say(
+            f"  offered {rate:>6,.0f}/s: bridge {run.rate:>6,.0f}/s p50 {run.p50_ms:5.1f} ms "
+            f"p99 {run.p99_ms:6.1f} ms | bare p99 {results.bare_curve[-1].p99_ms:.1f} ms"
+        )
+        await settle(sink, results, acked)
+    assert daemon.process is not None
+    results.peak_rss_mb = peak_rss_mb(daemon.process.pid)
+    results.inbound_acked = acked
+    results.inbound_delivered = len(sink.acknowledged)
+
+
+async def settle(sink: Sink, results: Results, acked: int = 0) -> int:
+    """Let the deliveries of the last run finish, so runs do not overlap."""
+    if acked:
+        await drained(sink, acked)
+    return acked
+
+
+async def e2e_phase(results: Results, tenant: Tenant, sink: Sink, rate: float, count: int) -> None:
+    """Webhooks at a steady rate from this process; each one's time until the sink has it."""
+    say(f"end to end: {count} webhooks at {rate:.0f}/s, until the PBX sink has each")
+    sent_at: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    before = len(sink.attempts)
+    bodies = []
+    for i in range(count):
+        sid = "SM" + secrets.token_hex(16)
+        params = [
+            ("MessageSid", sid),
+            ("AccountSid", ACCOUNT_SID),
+            ("From", f"+1555300{i % 1000:04d}"),
+            ("To", INBOUND_DID),
+            ("Body", f"end to end {i}"),
+            ("NumMedia", "0"),
+        ]
+        signature = compute_signature(tenant.webhook_url, params, AUTH_TOKEN)
+        bodies.append((sid, urlencode(params), signature))
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with aiohttp.ClientSession() as session:
+
+        async def post(sid: str, body: str, signature: str) -> None:
+            sent_at[sid] = time.monotonic()
+            async with session.post(
+                tenant.webhook_url, data=body, headers={**headers, "X-Twilio-Signature": signature}
+            ) as response:
+                assert response.status == 200, response.status
+
+        tasks = []
+        started = time.monotonic()
+        for i, (sid, body, signature) in enumerate(bodies):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(sid, body, signature)))
+        await asyncio.gather(*tasks)
+        results.e2e_rate = count / (time.monotonic() - started)
+
+    def have_all() -> bool:
+        for delivery in sink.attempts[before:]:
+            sid = delivery.body.get("message", {}).get("twilio_sid")
+            if sid in sent_at and sid not in arrived and 200 <= delivery.answered < 300:
+                arrived[sid] = delivery.at
+        return len(arrived) == count
+
+    await sink.wait_for(have_all, within=60)
+    latencies = sorted((arrived[s] - sent_at[s]) * 1000 for s in sent_at)
+    results.e2e_count = count
+    results.e2e_p50_ms = latencies[len(latencies) // 2]
+    results.e2e_p99_ms = latencies[int(len(latencies) * 0.99) - 1]
+    say(f"  p50 {results.e2e_p50_ms:.1f} ms, p99 {results.e2e_p99_ms:.1f} ms")
+
+
+async def fake_requests(fake: str, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    async with session.get(fake + "/_fake/requests?operation=create") as response:
+        records: list[dict[str, Any]] = (await response.json())["requests"]
+    return [r for r in records if r["status"] == 201]
+
+
+def form_value(record: dict[str, Any], name: str) -> str:
+    return next(v for k, v in record["form"] if k == name)
+
+
+async def outbound_phase(
+    results: Results, daemon: Daemon, tenant: Tenant, fake: str, args: Any
+) -> None:
+    count = args.outbound
+    say(
+        f"outbound: {count} texts queued from {SENDERS} extensions, fake Twilio answering in "
+        f"{TWILIO_LATENCY * 1000:.0f} ms"
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.patch(
+            fake + "/_fake/config", json={"latency": TWILIO_LATENCY, "callback_delay": 3600}
+        ) as response:
+            assert response.status == 200
+        async with session.post(fake + "/_fake/reset", json={"keep_accounts": True}) as response:
+            pass
+    # Queue with the workers off, then start them: the figure is the sending pipeline alone,
+    # not the API accepting texts at the same time.
+    daemon.stop()
+    daemon.env["BRIDGE_RUN_WORKERS"] = "false"
+    daemon.start()
+    await daemon.wait_ready()
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        api = Api(session, daemon.internal + "/api/v1")
+        semaphore = asyncio.Semaphore(32)
+
+        async def send(i: int) -> None:
+            async with semaphore:
+                await api(
+                    "POST",
+                    f"/tenants/{tenant.id}/messages",
+                    {
+                        "from_extension": f"2{i % SENDERS:03d}",
+                        "to": f"+1555400{i % 10_000:04d}",
+                        "body": f"outbound {i}",
+                    },
+                )
+
+        await asyncio.gather(*(send(i) for i in range(count)))
+    daemon.stop()
+    daemon.env["BRIDGE_RUN_WORKERS"] = "true"
+    daemon.start()
+    await daemon.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            created = await fake_requests(fake, session)
+            if len(created) >= count:
+                break
+            await asyncio.sleep(0.5)
+        times = sorted(float(r["received_at"]) for r in created)
+        bodies = [form_value(r, "Body") for r in created]
+    results.outbound_count = len(created)
+    results.outbound_duplicates = len(bodies) - len(set(bodies))
+    # From the first create to the last: the daemon's start-up is not in the window.
+    results.outbound_rate = (len(times) - 1) / (times[-1] - times[0])
+    say(
+        f"  bridge: {results.outbound_rate:,.0f} texts/s reached the fake "
+        f"({results.outbound_count} created, {results.outbound_duplicates} twice)"
+    )
+
+    for threads, n in ((16, args.official), (1, 60)):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "bench.official",
+                "--api-base",
+                fake,
+                "--account-sid",
+                ACCOUNT_SID,
+                "--auth-token",
+                AUTH_TOKEN,
+                "--from",
+                "+15550299999",
+                "--to",
+                "+15554009999",
+                "--count",
+                str(n),
+                "--threads",
+                str(threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        line = next(x for x in done.stdout.splitlines() if x.startswith("OFFICIAL "))
+        rate = float(line.rsplit("rate=", 1)[1])
+        if threads == 16:
+            results.official_rate = rate
+        else:
+            results.official_one_thread = rate
+        say(f"  official twilio client, {threads} thread(s): {rate:,.0f} texts/s")
+
+
+async def shaping_phase(results: Results, daemon: Daemon, tenant: Tenant, fake: str) -> None:
+    seconds = 10
+    say(f"shaping: senders paced at 1, 10 and 100 segments/s, {seconds} s of texts each")
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(fake + "/_fake/reset", json={"keep_accounts": True}):
+            pass
+        api = Api(session, daemon.internal + "/api/v1")
+        for mps in SHAPED:
+            for i in range(mps * seconds + 1):
+                await api(
+                    "POST",
+                    f"/tenants/{tenant.id}/messages",
+                    {"from_extension": f"9{mps:03d}", "to": "+15554000001", "body": f"s{i}"},
+                )
+        deadline = time.monotonic() + seconds * 3 + 30
+        created: list[dict[str, Any]] = []
+        expected = sum(mps * seconds + 1 for mps in SHAPED)
+        while time.monotonic() < deadline and len(created) < expected:
+            await asyncio.sleep(1)
+            created = await fake_requests(fake, session)
+    results.shaping = {}
+    for mps, number in SHAPED.items():
+        times = sorted(float(r["received_at"]) for r in created if form_value(r, "From") == number)
+        results.shaping[mps] = (len(times) - 1) / (times[-1] - times[0])
+        say(f"  {mps:>3}/s configured: {results.shaping[mps]:.2f}/s achieved")
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def table(r: Results) -> str:
+    assert r.bare_max and r.bridge_max and r.half and r.shaping and r.routing
+    ratio = r.bridge_max.rate / r.bare_max.rate
+    vs_official = r.outbound_rate / r.official_rate
+    routing_100k, routing_10 = r.routing[100_000][0], r.routing[10][0]
+    rows = [
+        ("inbound: ceiling, bare aiohttp handler", f"{r.bare_max.rate:,.0f}/s", "", ""),
+        (
+            "inbound: acknowledged webhooks/s",
+            f"{r.bridge_max.rate:,.0f}/s = {ratio:.2f} x ceiling",
+            ">= 0.30 x",
+            ok(ratio >= 0.30),
+        ),
+        (
+            f"inbound: p99 ack at half max ({r.half.rate:,.0f}/s)",
+            f"{r.half.p99_ms:.1f} ms (p50 {r.half.p50_ms:.1f})",
+            "<= 20 ms",
+            ok(r.half.p99_ms <= 20),
+        ),
+        (
+            f"end to end p99 at {r.e2e_rate:.0f}/s",
+            f"{r.e2e_p99_ms:.1f} ms (p50 {r.e2e_p50_ms:.1f})",
+            "<= 100 ms",
+            ok(r.e2e_p99_ms <= 100),
+        ),
+        (
+            "outbound: texts/s reaching the fake (50 ms)",
+            f"{r.outbound_rate:,.0f}/s = {vs_official:.1f} x official",
+            ">= 1,000 and >= 4 x",
+            ok(r.outbound_rate >= 1000 and vs_official >= 4),
+        ),
+        (
+            "outbound: official client, 16 threads (1)",
+            f"{r.official_rate:,.0f}/s ({r.official_one_thread:,.0f}/s)",
+            "",
+            "",
+        ),
+    ]
+    for mps, achieved in r.shaping.items():
+        error = achieved / mps - 1
+        rows.append(
+            (
+                f"shaping: sender at {mps}/s",
+                f"{achieved:.2f}/s ({error:+.1%})",
+                "within 5 %",
+                ok(abs(error) <= 0.05),
+            )
+        )
+    rows += [
+        (
+            "routing: one decision, 100,000 rules",
+            f"{routing_100k:.2f} us = {routing_100k / routing_10:.2f} x 10 rules",
+            "<= 20 us, <= 2 x",
+            ok(routing_100k <= 20 and routing_100k / routing_10 <= 2),
+        ),
+        (
+            "memory: peak RSS under inbound load",
+            f"{r.peak_rss_mb:.0f} MB",
+            "<= 150 MB",
+            ok(r.peak_rss_mb <= 150),
+        ),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def ok(passed: bool) -> str:
+    return "ok" if passed else "MISSED"
+
+
+def chart(r: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert r.bare_curve and r.bridge_curve
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for runs, label in ((r.bare_curve, "bare aiohttp handler"), (r.bridge_curve, "bridge")):
+        offered = [run.offered for run in runs]
+        left.plot(offered, [run.rate for run in runs], marker="o", label=label)
+        right.plot(offered, [run.p99_ms for run in runs], marker="o", label=f"{label} p99")
+        right.plot(
+            offered, [run.p50_ms for run in runs], marker=".", linestyle="--", label=f"{label} p50"
+        )
+    top = max(run.offered for run in r.bare_curve)
+    left.plot([0, top], [0, top], color="grey", linewidth=0.8, label="offered")
+    left.set(xlabel="offered webhooks/s", ylabel="acknowledged webhooks/s", title="Throughput")
+    right.set(
+        xlabel="offered webhooks/s", ylabel="latency (ms)", yscale="log", title="Acknowledgement"
+    )
+    right.axhline(20, color="red", linewidth=0.8, linestyle=":", label="20 ms target")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def stack(workdir: Path) -> AsyncIterator[tuple[Daemon, str, str, Sink]]:
+    fake_port, bare_port = free_port(), free_port()
+    fake = f"http://127.0.0.1:{fake_port}"
+    fake_args = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "fake-twilio",
+        "--port",
+        str(fake_port),
+        "--account-sid",
+        ACCOUNT_SID,
+        "--auth-token",
+        AUTH_TOKEN,
+        "--public-url",
+        fake,
+    ]
+    bare_args = [sys.executable, "-m", "bench.bare", "--port", str(bare_port)]
+    async with running_sink(SINK_SECRET) as sink:
+        with (
+            process(fake_args, workdir / "fake.log"),
+            process(bare_args, workdir / "bare.log"),
+        ):
+            daemon = Daemon(
+                workdir / "data",
+                {"BRIDGE_ADMIN_TOKEN": ADMIN, "BRIDGE_TWILIO_API_BASE": fake},
+            )
+            daemon.env["BRIDGE_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{daemon.public_port}/sms"
+            daemon.env["BRIDGE_LOG_FORMAT"] = "json"
+            daemon.start()
+            try:
+                await daemon.wait_ready()
+                await wait_http(fake + "/_fake/state")
+                await wait_http(f"http://127.0.0.1:{bare_port}/")
+                yield daemon, fake, f"http://127.0.0.1:{bare_port}/sms/twilio/x/inbound", sink
+            finally:
+                daemon.stop()
+
+
+async def main_async(args: Any) -> Results:
+    results = Results()
+    async with stack(args.workdir) as (daemon, fake, bare_url, sink):
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            tenant = await provision(Api(session, daemon.internal + "/api/v1"), sink)
+        await inbound_phase(results, daemon, tenant, sink, bare_url, args)
+        await e2e_phase(results, tenant, sink, 200, args.seconds * 200)
+        await outbound_phase(results, daemon, tenant, fake, args)
+        await shaping_phase(results, daemon, tenant, fake)
+    say("routing: one decision against 10, 1,000 and 100,000 rules")
+    results.routing = await asyncio.to_thread(routing.measure_all)
+    for count, (cold, hot, _, mib) in results.routing.items():
+        say(f"  {count:>7,} rules: {cold:.2f} us ({hot:.2f} us hot), index {mib:.1f} MiB")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8, help="length of each measured run")
+    parser.add_argument("--outbound", type=int, default=8_000, help="texts for the outbound run")
+    parser.add_argument("--official", type=int, default=1_500, help="texts for the official client")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("make bench needs wrk: apt-get install wrk (Debian/Ubuntu)")
+    args.workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+    try:
+        results = asyncio.run(main_async(args))
+    finally:
+        if args.keep:
+            say(f"work directory kept: {args.workdir}")
+        else:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(asdict(results), indent=2, default=str))
+    chart(results, OUT / "bench.png")
+    say("")
+    say(table(results))
+    say(f"\nchart: {OUT / 'bench.png'}")
+
+
+if __name__ == "__main__":
+    main()
