@@ -31,6 +31,15 @@ class Rejected(Exception):
         self.reason = reason
 
 
+def _storable(value: str) -> bool:
+    """Whether PostgreSQL text can hold it: no NUL, and no lone surrogate (not UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
 def parse_params(raw: bytes, content_type: str, query: str) -> Params:
     """Every parameter received, duplicates and order kept: none is whitelisted."""
     try:
@@ -48,7 +57,11 @@ def parse_params(raw: bytes, content_type: str, query: str) -> Params:
             raise Rejected(400, "body is not JSON") from exc
         if not isinstance(data, dict):
             raise Rejected(400, "JSON body is not an object")
-        return [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()]
+        params = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()]
+        # JSON escapes spell what a UTF-8 body cannot carry raw: NUL and lone surrogates.
+        if "\\u" in text and not all(_storable(k) and _storable(v) for k, v in params):
+            raise Rejected(400, "NUL character or lone surrogate")
+        return params
     raise Rejected(415, "not form-encoded")
 
 
@@ -134,7 +147,10 @@ def add_public_routes(app: web.Application, public_base_url: str) -> None:
     parts = urlsplit(public_base_url)
     prefix = parts.path.rstrip("/")
     app[PUBLIC_ORIGIN] = f"{parts.scheme}://{parts.netloc}"
-    app.router.add_post(prefix + "/twilio/{token}/inbound", inbound_webhook)
-    app.router.add_post(prefix + "/twilio/{token}/status", status_webhook)
-    app.router.add_get(prefix + "/media/{token}", outbound_media)  # aiohttp adds HEAD
+    # Tokens are token_urlsafe: any other path is unknown without asking the database, which
+    # refuses a NUL (a %00 in the path) with an error that would surface as a 500.
+    token = "{token:[A-Za-z0-9_-]+}"
+    app.router.add_post(prefix + f"/twilio/{token}/inbound", inbound_webhook)
+    app.router.add_post(prefix + f"/twilio/{token}/status", status_webhook)
+    app.router.add_get(prefix + f"/media/{token}", outbound_media)  # aiohttp adds HEAD
     app.router.add_route("*", "/{tail:.*}", not_found)
