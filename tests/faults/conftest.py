@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from bridge.log import configure_logging
+from tests.e2e.daemon import Daemon
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Daemons a test started; each is stopped (or killed) afterwards, whatever happened."""
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # stop() killed it then
+            daemon.stop()
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[None]:
+    """An in-process bridge under fault load logs a line per request; only errors matter here
+    (they are what a failure needs explained). Whatever logging was set up before comes back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    configure_logging("error", "json")
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
