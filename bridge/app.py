@@ -101,6 +101,7 @@ def _database(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> 
         try:
             db = await connect_with_retry(settings, dsn)
             listener = Listener(dsn)
+            db.announce = listener.announce
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=200), headers={"User-Agent": USER_AGENT}
             )

@@ -14,7 +14,7 @@ from bridge.db import events as events_repo
 from bridge.db import messages as repo
 from bridge.db import sms_configs as configs_repo
 from bridge.db.notify import MEDIA
-from bridge.db.pool import Connection, Database
+from bridge.db.pool import Connection, Database, notify
 from bridge.db.sms_configs import WebhookConfig
 from bridge.errors import BridgeError, DatabaseUnavailable
 from bridge.events import RECEIVED
@@ -292,7 +292,7 @@ class InboundService:
                     )
                 )
         if media_queued:
-            await conn.execute("SELECT pg_notify($1, '')", MEDIA)
+            await notify(conn, MEDIA)
         await events_repo.insert_many(conn, events)
         return [
             (row.id if created is not None else None, row.status)

@@ -17,7 +17,7 @@ from bridge.db.pool import Database
 from bridge.errors import BridgeError
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import MessageId
+from bridge.models import STATUS_RANK, MessageId
 from bridge.retry import Backoff
 from bridge.sms_configs import twilio_login
 from bridge.status import ERROR_TEXT, StatusService
@@ -285,11 +285,15 @@ class SendWorker:
     async def _accepted(
         self, job: SendJob, sid: str, status: str, sent: SentMessage | None
     ) -> None:
+        # Twilio answers a create with queued (or accepted); anything unknown moves nothing.
+        rank = STATUS_RANK.get(status, -1)
         async with self._db.transaction() as conn:
-            await messages_repo.lock_sid(conn, job.config_id, sid)
             from_number = sent.from_ if sent is not None else None
-            await repo.sent(conn, job.message_id, sid, from_number)
-            await self._status.apply(conn, job.message_id, job.tenant_id, status, None)
+            row = await repo.sent(
+                conn, job.message_id, job.config_id, sid, from_number, status, rank
+            )
+            if row is not None:
+                await self._status.announce(conn, await messages_repo.message_of(conn, row))
             await self._status.apply_early(conn, job.config_id, sid, job.message_id, job.tenant_id)
         log.info(
             "send.created",

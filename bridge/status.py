@@ -10,7 +10,7 @@ from bridge.events import STATUS
 from bridge.inbound import MissingParameter, Params, first
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import STATUS_RANK, ConfigId, MessageId, TenantId
+from bridge.models import STATUS_RANK, ConfigId, Message, MessageId, TenantId
 
 log = get_logger(__name__)
 
@@ -85,8 +85,12 @@ class StatusService:
             text = ERROR_TEXT.get(error_code, "see Twilio error code")
         moved = await repo.record_status(conn, message_id, status, rank, error_code, text)
         if moved is not None:
-            await events_repo.queue_event(conn, moved, STATUS, held=False)
+            await self.announce(conn, moved)
         return moved is not None
+
+    async def announce(self, conn: Connection, moved: Message) -> None:
+        """Tell the PBX that a message's status moved forward."""
+        await events_repo.queue_event(conn, moved, STATUS, held=False)
 
     async def apply_early(
         self,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.db.notify import EVENTS
-from bridge.db.pool import Connection
+from bridge.db.pool import Connection, notify
 from bridge.events import conversation_key, new_event_id, payload
 from bridge.models import EventId, Message, MessageId, TenantId
 
@@ -31,17 +31,12 @@ async def insert_many(conn: Connection, events: Sequence[tuple[NewEvent, bool]])
     """Queue events (each with whether it is held), in order, and wake the delivery workers."""
     if not events:
         return
-    # One statement inserts and notifies: this runs for every text.
     await conn.execute(
-        "WITH queued AS (INSERT INTO events (id, tenant_id, message_id, type, conversation, "
-        "payload, delivery_status, stream_seq) SELECT id, tenant_id, message_id, type, "
-        "conversation, payload, status, CASE WHEN status = 'pending' "
-        "THEN nextval('event_stream_seq') END "
+        "INSERT INTO events (id, tenant_id, message_id, type, conversation, payload, "
+        "delivery_status, stream_seq) SELECT id, tenant_id, message_id, type, conversation, "
+        "payload, status, CASE WHEN status = 'pending' THEN nextval('event_stream_seq') END "
         "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], "
-        "$7::text[]) AS u(id, tenant_id, message_id, type, conversation, payload, status) "
-        "RETURNING delivery_status) "
-        "SELECT pg_notify($8, '') WHERE EXISTS "
-        "(SELECT FROM queued WHERE delivery_status = 'pending')",
+        "$7::text[]) AS u(id, tenant_id, message_id, type, conversation, payload, status)",
         [e.id for e, _ in events],
         [e.tenant_id for e, _ in events],
         [e.message_id for e, _ in events],
@@ -49,8 +44,9 @@ async def insert_many(conn: Connection, events: Sequence[tuple[NewEvent, bool]])
         [e.conversation for e, _ in events],
         [None if e.payload is None else json.dumps(e.payload) for e, _ in events],
         ["held" if held else "pending" for _, held in events],
-        EVENTS,
     )
+    if not all(held for _, held in events):
+        await notify(conn, EVENTS)
 
 
 def new_event(message: Message, event_type: str, *, held: bool) -> NewEvent:
@@ -86,7 +82,7 @@ async def release(conn: Connection, event_id: str, payload: dict[str, object]) -
         event_id,
         json.dumps(payload),
     )
-    await conn.execute("SELECT pg_notify($1, '')", EVENTS)
+    await notify(conn, EVENTS)
 
 
 @dataclass(frozen=True)

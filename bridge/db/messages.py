@@ -20,7 +20,7 @@ from bridge.models import (
     TenantId,
 )
 
-_MESSAGE = (
+MESSAGE_COLUMNS = (
     "id, tenant_id, config_id, direction, status, from_number, to_number, body, extensions, "
     "segments, encoding, twilio_sid, error_code, error_message, routing, created_at, updated_at"
 )
@@ -190,7 +190,9 @@ async def get(
     conn: Connection, tenant_id: TenantId, message_id: MessageId, *, history: bool = True
 ) -> Message | None:
     row = await conn.fetchrow(
-        f"SELECT {_MESSAGE} FROM messages WHERE tenant_id = $1 AND id = $2", tenant_id, message_id
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        message_id,
     )
     if row is None:
         return None
@@ -238,7 +240,7 @@ async def list_page(
 ) -> list[Message]:
     """Newest first; ``before`` is the cursor (the last id of the previous page)."""
     rows = await conn.fetch(
-        f"SELECT {_MESSAGE} FROM messages WHERE tenant_id = $1 "
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 "
         "AND ($2::text IS NULL OR id < $2) AND ($3::text IS NULL OR direction = $3) "
         "AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR config_id = $5) "
         "AND ($6::text IS NULL OR from_number = $6 OR to_number = $6) "
@@ -376,15 +378,19 @@ async def record_status(
         "VALUES ($1, $2, $4)) "
         "UPDATE messages SET status = $2, status_rank = $3, "
         "error_code = coalesce($4, error_code), error_message = coalesce($5, error_message), "
-        f"updated_at = now() WHERE id = $1 AND status_rank < $3 RETURNING {_MESSAGE}, num_media",
+        "updated_at = now() WHERE id = $1 AND status_rank < $3 "
+        f"RETURNING {MESSAGE_COLUMNS}, num_media",
         message_id,
         status,
         rank,
         error_code,
         error_message,
     )
-    if row is None:
-        return None
+    return None if row is None else await message_of(conn, row)
+
+
+async def message_of(conn: Connection, row: Record) -> Message:
+    """The message of a row with the columns of MESSAGE_COLUMNS and ``num_media``."""
     media = (await _media_of(conn, [row["id"]]))[row["id"]] if row["num_media"] else []
     return _message(row, media, None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import asyncpg
 
@@ -17,6 +17,9 @@ EVENTS = "bridge_events"
 MEDIA = "bridge_media"
 OUTBOUND = "bridge_outbound"
 CHANNELS = (EVENTS, MEDIA, OUTBOUND)
+# At most one NOTIFY per this many seconds from a process: other processes learn of new rows
+# that much later at worst; this process's own workers are woken at once.
+NOTIFY_INTERVAL = 0.02
 
 
 class Listener:
@@ -29,6 +32,9 @@ class Listener:
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._outgoing: set[str] = set()
+        self._sender: asyncio.Task[None] | None = None
+        self._last_sent = 0.0
 
     def waiter(self, channel: str) -> asyncio.Event:
         """Take this before looking for work; wait on it after: nothing notified between is lost."""
@@ -41,6 +47,32 @@ class Listener:
 
     def _on_notify(self, _conn: object, _pid: int, channel: str, _payload: object) -> None:
         self._wake(channel)
+
+    def announce(self, channels: Collection[str]) -> None:
+        """Rows were committed for ``channels``: wake this process's waiters now, and the other
+        processes with one NOTIFY per NOTIFY_INTERVAL for everything announced meanwhile."""
+        for channel in channels:
+            self._wake(channel)
+        self._outgoing.update(channels)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_notifications())
+
+    async def _send_notifications(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._outgoing:
+            wait = self._last_sent + NOTIFY_INTERVAL - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            channels, self._outgoing = sorted(self._outgoing), set()
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                return  # the others poll; they are also woken when this connection is back
+            try:
+                await conn.execute("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", channels)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("db.notify_failed", error=str(exc))
+                return
+            self._last_sent = loop.time()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._keep_listening(), name="db-listener")
@@ -73,6 +105,10 @@ class Listener:
 
     async def close(self) -> None:
         self._closing = True
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bridge.db.messages import MESSAGE_COLUMNS
 from bridge.db.notify import OUTBOUND
-from bridge.db.pool import Connection, Record
+from bridge.db.pool import Connection, Record, notify
 from bridge.db.sms_configs import StoredSecrets
 from bridge.models import ConfigId, MessageId, TenantId
 
@@ -65,7 +66,7 @@ async def insert(conn: Connection, m: NewOutbound) -> None:
         m.id,
         m.sender_key,
     )
-    await conn.execute("SELECT pg_notify($1, '')", OUTBOUND)
+    await notify(conn, OUTBOUND)
 
 
 async def insert_media(
@@ -299,16 +300,41 @@ async def finish_send(
     )
 
 
-async def sent(conn: Connection, message_id: MessageId, sid: str, from_number: str | None) -> None:
-    """Twilio took it: record its sid (and the number a messaging service chose), done."""
-    await conn.execute(
-        "WITH done AS (UPDATE sends SET state = 'done', last_error = NULL WHERE message_id = $1) "
-        "UPDATE messages SET twilio_sid = $2, from_number = coalesce($3, from_number), "
-        "updated_at = now() WHERE id = $1",
+async def sent(
+    conn: Connection,
+    message_id: MessageId,
+    config_id: ConfigId,
+    sid: str,
+    from_number: str | None,
+    status: str,
+    rank: int,
+) -> Record | None:
+    """Twilio took it: under the sid's lock (see messages.lock_sid), record its sid (and the
+    number a messaging service chose), close the send, and move the status forward with its
+    history. The message row if its status moved (with ``num_media``), else None. One round
+    trip: this runs for every text sent."""
+    row: Record | None = await conn.fetchrow(
+        "WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended($2 || ':' || $3, 0))),"
+        " done AS (UPDATE sends SET state = 'done', last_error = NULL"
+        "   WHERE message_id = $1 AND EXISTS (SELECT FROM locked)),"
+        " updated AS (UPDATE messages SET twilio_sid = $3, from_number = coalesce($4, from_number),"
+        "   status = CASE WHEN status_rank < $6 THEN $5 ELSE status END,"
+        "   status_rank = greatest(status_rank, $6), updated_at = now()"
+        "   WHERE id = $1 AND EXISTS (SELECT FROM locked)"
+        f"   RETURNING {MESSAGE_COLUMNS}, num_media,"
+        # Sub-selects see the statement's snapshot: the rank before this update.
+        "   (SELECT m.status_rank FROM messages m WHERE m.id = $1) < $6 AS moved),"
+        " history AS (INSERT INTO message_status_history (message_id, status)"
+        "   SELECT $1, $5 FROM updated WHERE $6 >= 0)"
+        " SELECT * FROM updated",
         message_id,
+        config_id,
         sid,
         from_number,
+        status,
+        rank,
     )
+    return row if row is not None and row["moved"] else None
 
 
 async def sid_known(conn: Connection, config_id: ConfigId, sid: str) -> bool:

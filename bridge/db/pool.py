@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,12 +75,30 @@ async def _discard_if_lost(conn: Connection) -> AsyncIterator[None]:
         raise
 
 
+# Channels to notify once the current task's transaction commits (see `notify`).
+_AFTER_COMMIT: ContextVar[set[str] | None] = ContextVar("after_commit", default=None)
+
+
+async def notify(conn: Connection, channel: str) -> None:
+    """Wake the workers listening on ``channel``. Inside `Database.transaction` of a database
+    with an announcer, after the commit and coalesced per process: a NOTIFY in a transaction
+    takes a lock that serialises every such commit in the cluster, which capped the whole
+    send path at a few hundred texts per second. Elsewhere, a NOTIFY now."""
+    pending = _AFTER_COMMIT.get()
+    if pending is not None:
+        pending.add(channel)
+    else:
+        await conn.execute("SELECT pg_notify($1, '')", channel)
+
+
 class Database:
     """One pool per process; repositories take a connection, services open transactions."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], slow_query_ms: float) -> None:
         self.pool = pool
         self._slow = slow_query_ms / 1000
+        # Given the channels a committed transaction asked to notify (`notify`).
+        self.announce: Callable[[Collection[str]], None] | None = None
 
     @classmethod
     async def connect(
@@ -108,14 +127,20 @@ class Database:
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside a transaction; constraint violations come out as domain errors."""
         started = time.perf_counter()
+        channels: set[str] = set()
+        scope = None if self.announce is None else _AFTER_COMMIT.set(channels)
         try:
             async with self.pool.acquire() as conn, _discard_if_lost(conn), conn.transaction():
                 yield conn
+            if channels and self.announce is not None:
+                self.announce(channels)
         except _LOST as exc:
             raise DatabaseUnavailable(f"the database connection failed: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc
         finally:
+            if scope is not None:
+                _AFTER_COMMIT.reset(scope)
             elapsed = time.perf_counter() - started
             if elapsed > self._slow:
                 log.warning("db.slow_transaction", ms=round(elapsed * 1000, 1))
