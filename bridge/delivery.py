@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -12,7 +13,9 @@ from bridge.db import events as repo
 from bridge.db.claims import worker_id
 from bridge.db.notify import EVENTS, Listener, poll_forever
 from bridge.db.pool import Database
+from bridge.errors import DatabaseUnavailable
 from bridge.events import sign
+from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.models import TenantId
@@ -52,6 +55,11 @@ class DeliveryWorker:
         self._max_age = max_age_seconds
         self._poll = poll_seconds
         self._backoff = backoff or Backoff()
+        # Acknowledgements that arrive together are recorded together: one UPDATE (and one WAL
+        # flush) for all of them instead of one each.
+        self._acknowledged: GroupCommit[str, None] = GroupCommit(
+            self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
+        )
         self.worker_id = worker_id("delivery")
 
     async def run(self) -> None:
@@ -93,8 +101,7 @@ class DeliveryWorker:
             ) as response:
                 await response.read()
                 if 200 <= response.status < 300:
-                    async with self._db.connection() as conn:
-                        await repo.delivered(conn, event.id, self.worker_id)
+                    await self._acknowledged.submit(event.id)
                     self._metrics.deliveries.labels("acknowledged").inc()
                     self._metrics.delivery_lag.observe(event.age_seconds)
                     log.debug("delivery.acknowledged", event_id=event.id, tenant_id=event.tenant_id)
@@ -103,6 +110,11 @@ class DeliveryWorker:
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         await self._failed(event, error)
+
+    async def _record_delivered(self, event_ids: Sequence[str]) -> list[None]:
+        async with self._db.connection() as conn:
+            await repo.delivered(conn, event_ids, self.worker_id)
+        return [None] * len(event_ids)
 
     async def _failed(self, event: repo.Claimed, error: str) -> None:
         async with self._db.connection() as conn:

@@ -129,11 +129,12 @@ async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float)
     return [Claimed(**dict(r)) for r in rows]
 
 
-async def delivered(conn: Connection, event_id: str, worker: str) -> None:
+async def delivered(conn: Connection, event_ids: Sequence[str], worker: str) -> None:
+    """Acknowledged by the PBX; only while ``worker`` still holds their claims."""
     await conn.execute(
         "UPDATE events SET delivery_status = 'delivered', delivered_at = now(), claimed_by = NULL, "
-        "last_error = NULL WHERE id = $1 AND claimed_by = $2",
-        event_id,
+        "last_error = NULL WHERE id = ANY ($1::text[]) AND claimed_by = $2",
+        list(event_ids),
         worker,
     )
 

@@ -72,7 +72,7 @@ async def test_one_open_event_per_conversation_is_claimed_in_order(db: Database)
     assert sorted(await claim(db, "w1")) == ["a0", "b0"]
     assert await claim(db, "w2") == [], "the heads are claimed; the rest wait behind them"
     async with db.connection() as conn:
-        await events_repo.delivered(conn, "a0", "w1")
+        await events_repo.delivered(conn, ["a0"], "w1")
         await events_repo.retry_later(conn, "b0", "w1", 60, "HTTP 503")
     assert await claim(db, "w2") == ["a1"], "b1 waits for b0's retry"
 
@@ -93,7 +93,9 @@ async def test_stale_claims_are_taken_over(db: Database) -> None:
         await conn.execute("UPDATE events SET heartbeat_at = now() - interval '10 minutes'")
     assert await claim(db, "w2", stale=120) == ["e1"]
     async with db.connection() as conn:
-        await events_repo.delivered(conn, "e1", "crashed")  # the old worker's word no longer counts
+        await events_repo.delivered(
+            conn, ["e1"], "crashed"
+        )  # the old worker's word no longer counts
         status = await conn.fetchval("SELECT delivery_status FROM events")
     assert status == "pending"
 
