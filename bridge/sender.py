@@ -163,9 +163,14 @@ class SendWorker:
                     if wait > 0:
                         self._metrics.shaping_delay.observe(wait)
                         await asyncio.sleep(wait)
-                    # The slot is taken when the create starts, whatever its outcome: pacing
-                    # errs towards sending slower than allowed, never faster.
-                    next_free = datetime.now(UTC) + timedelta(seconds=job.segments / job.mps)
+                    # The slot is taken when the create starts, whatever its outcome. Slots
+                    # follow a schedule: a start a little late (a fetch, a busy loop) does not
+                    # push every later one back, so the pace holds on average. After an idle
+                    # spell the schedule starts again from now, so nothing bursts.
+                    interval = timedelta(seconds=job.segments / job.mps)
+                    started = datetime.now(UTC)
+                    on_schedule = started - next_free < interval
+                    next_free = (next_free if on_schedule else started) + interval
                     running[asyncio.create_task(self._send(job, sender_key))] = job.message_id
                 lost = await self._reap(running, sender_key, block=False)
         except asyncio.CancelledError:
