@@ -125,7 +125,7 @@ class BenchSink:
         """Until nothing has arrived for ``seconds``: the daemon's backlog is delivered (the
         generator's count can miss requests that were stored as it stopped)."""
         async with asyncio.timeout(within):
-            # noqa reason: silence is the absence of an event, there is nothing to await.
+            # Silence is the absence of an event: there is nothing to await.
             while time.monotonic() - self.last_at < seconds:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
 
