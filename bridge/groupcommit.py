@@ -83,3 +83,6 @@ class GroupCommit(Generic[Item, Result]):
 def _settle(future: asyncio.Future[Result], exc: Exception) -> None:
     if not future.done():
         future.set_exception(exc)
+        # A caller that went away (cancelled at shutdown, say) no longer reads it; the ones
+        # still waiting get it all the same.
+        future.exception()

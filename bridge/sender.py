@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from bridge.crypto import SecretBox
@@ -14,7 +15,8 @@ from bridge.db.claims import worker_id
 from bridge.db.notify import OUTBOUND, Listener
 from bridge.db.outbound import SendJob
 from bridge.db.pool import Database
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, DatabaseUnavailable
+from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.models import STATUS_RANK, MessageId
@@ -54,10 +56,6 @@ def in_flight_window(mps: float) -> int:
     return max(1, min(MAX_IN_FLIGHT, math.ceil(mps * PIPELINE_SECONDS)))
 
 
-class LeaseLost(Exception):
-    """Another process took this sender over."""
-
-
 class SendWorker:
     """Leases senders (one process sends for a sender at a time, so its texts keep their order)."""
 
@@ -91,6 +89,9 @@ class SendWorker:
         self._leases: dict[asyncio.Task[None], str] = {}
         self._freed = asyncio.Event()
         self.worker_id = worker_id("sender")
+        self._taken: GroupCommit[tuple[SendJob, repo.Sent], None] = GroupCommit(
+            self._record_taken, max_concurrent=2, batch_errors=(DatabaseUnavailable,)
+        )
 
     async def run(self) -> None:
         try:
@@ -145,17 +146,18 @@ class SendWorker:
         running: dict[asyncio.Task[None], MessageId] = {}
         window = 1
         try:
-            lost = False
-            while not lost:
+            while True:
                 jobs: list[SendJob] = []
                 room = window - len(running)
                 if room > 0 and time.monotonic() < deadline:
                     async with self._db.connection() as conn:
-                        jobs = await repo.next_sends(conn, sender_key, room, list(running.values()))
+                        jobs = await repo.start_sends(
+                            conn, sender_key, self.worker_id, room, list(running.values())
+                        )
                 if not jobs:
                     if not running:
                         return
-                    lost = await self._reap(running, sender_key, block=True)
+                    await self._reap(running, block=True)
                     continue
                 for job in jobs:
                     window = in_flight_window(job.mps)
@@ -171,8 +173,8 @@ class SendWorker:
                     started = datetime.now(UTC)
                     on_schedule = started - next_free < interval
                     next_free = (next_free if on_schedule else started) + interval
-                    running[asyncio.create_task(self._send(job, sender_key))] = job.message_id
-                lost = await self._reap(running, sender_key, block=False)
+                    running[asyncio.create_task(self._send(job))] = job.message_id
+                await self._reap(running, block=False)
         except asyncio.CancelledError:
             # Shutting down: creates in flight stay marked as attempted, and are reconciled
             # with Twilio before any resend.
@@ -182,28 +184,21 @@ class SendWorker:
         finally:
             # Otherwise what was started finishes and is recorded, not abandoned.
             for outcome in await asyncio.gather(*running, return_exceptions=True):
-                if isinstance(outcome, Exception) and not isinstance(outcome, LeaseLost):
+                if isinstance(outcome, Exception):
                     log.error("send.failed", sender=sender_key, error=repr(outcome))
             async with self._db.connection() as conn:
                 await repo.release_sender(conn, sender_key, self.worker_id, next_free)
 
-    async def _reap(
-        self, running: dict[asyncio.Task[None], MessageId], sender_key: str, *, block: bool
-    ) -> bool:
-        """Collect finished sends (waiting for one if ``block``); True if the lease was lost."""
+    async def _reap(self, running: dict[asyncio.Task[None], MessageId], *, block: bool) -> None:
+        """Collect finished sends (waiting for one if ``block``); a send's error is raised."""
         done, _ = await asyncio.wait(
             running, timeout=None if block else 0, return_when=asyncio.FIRST_COMPLETED
         )
-        lost = False
         for task in done:
             del running[task]
             error = task.exception()
-            if isinstance(error, LeaseLost):
-                log.warning("send.lease_lost", sender=sender_key)
-                lost = True
-            elif error is not None:
+            if error is not None:
                 raise error
-        return lost
 
     def _credentials(self, job: SendJob) -> Credentials:
         user, password = twilio_login(
@@ -211,7 +206,7 @@ class SendWorker:
         )
         return Credentials(job.account_sid, user, password)
 
-    async def _send(self, job: SendJob, sender_key: str) -> None:
+    async def _send(self, job: SendJob) -> None:
         """One attempt: reconcile first if an earlier one may have reached Twilio."""
         creds = self._credentials(job)
         semaphore = self._accounts.setdefault(job.account_sid, asyncio.Semaphore(self._account_cap))
@@ -229,11 +224,6 @@ class SendWorker:
                     await self._accepted(job, found.sid, found.status, None)
                     self._metrics.sends.labels("reconciled", "").inc()
                     return
-            async with self._db.connection() as conn:
-                if not await repo.start_attempt(conn, job.message_id, sender_key, self.worker_id):
-                    # The lease went stale and another process may be sending for this
-                    # sender: going on could send its texts twice or out of order.
-                    raise LeaseLost(sender_key)
             try:
                 sent = await self._client.create_message(
                     creds,
@@ -266,8 +256,17 @@ class SendWorker:
         assert job.attempt_started_at is not None
         since = job.attempt_started_at - RECONCILE_SKEW
         # Not filtered by DateSent: a message Twilio still holds in its queue has none yet.
-        # Twilio lists newest first, so the recent pages hold anything from this attempt.
-        listed = await self._client.list_messages(creds, to=job.to, page_size=100, max_pages=2)
+        # Filtered by sender as well as recipient (a messaging service picks its own From):
+        # with To alone, a busy recipient's texts from other senders pushed this attempt off
+        # the pages read while its retry waited, and it was sent twice. Newest first, so
+        # these pages hold anything from this attempt.
+        listed = await self._client.list_messages(
+            creds,
+            to=job.to,
+            from_=None if job.messaging_service_sid else job.from_number,
+            page_size=100,
+            max_pages=5,
+        )
         async with self._db.connection() as conn:
             for candidate in listed:
                 same_sender = (
@@ -290,22 +289,34 @@ class SendWorker:
     async def _accepted(
         self, job: SendJob, sid: str, status: str, sent: SentMessage | None
     ) -> None:
-        # Twilio answers a create with queued (or accepted); anything unknown moves nothing.
-        rank = STATUS_RANK.get(status, -1)
-        async with self._db.transaction() as conn:
-            from_number = sent.from_ if sent is not None else None
-            row = await repo.sent(
-                conn, job.message_id, job.config_id, sid, from_number, status, rank
-            )
-            if row is not None:
-                await self._status.announce(conn, await messages_repo.message_of(conn, row))
-            await self._status.apply_early(conn, job.config_id, sid, job.message_id, job.tenant_id)
+        """Record Twilio's answer; answers that arrive together share one transaction."""
+        taken = repo.Sent(
+            message_id=job.message_id,
+            config_id=job.config_id,
+            sid=sid,
+            from_number=sent.from_ if sent is not None else None,
+            status=status,
+            # Twilio answers a create with queued (or accepted); anything unknown moves nothing.
+            rank=STATUS_RANK.get(status, -1),
+        )
+        await self._taken.submit((job, taken))
         log.info(
             "send.created",
             tenant_id=job.tenant_id,
             message_id=job.message_id,
             attempt=job.attempts + 1,
         )
+
+    async def _record_taken(self, batch: Sequence[tuple[SendJob, repo.Sent]]) -> list[None]:
+        async with self._db.transaction() as conn:
+            rows = await repo.sent(conn, [taken for _, taken in batch])
+            await self._status.announce(
+                conn, [await messages_repo.message_of(conn, row) for row in rows]
+            )
+            await self._status.apply_early(
+                conn, [(job.config_id, t.sid, job.message_id, job.tenant_id) for job, t in batch]
+            )
+        return [None] * len(batch)
 
     async def _rejected(self, job: SendJob, exc: TwilioRejected) -> None:
         code = exc.twilio_code

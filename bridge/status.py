@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bridge.db import events as events_repo
 from bridge.db import messages as repo
 from bridge.db.pool import Connection, Database
@@ -85,21 +87,20 @@ class StatusService:
             text = ERROR_TEXT.get(error_code, "see Twilio error code")
         moved = await repo.record_status(conn, message_id, status, rank, error_code, text)
         if moved is not None:
-            await self.announce(conn, moved)
+            await self.announce(conn, [moved])
         return moved is not None
 
-    async def announce(self, conn: Connection, moved: Message) -> None:
-        """Tell the PBX that a message's status moved forward."""
-        await events_repo.queue_event(conn, moved, STATUS, held=False)
+    async def announce(self, conn: Connection, moved: Sequence[Message]) -> None:
+        """Tell the PBX that these messages' statuses moved forward."""
+        await events_repo.insert_many(
+            conn, [(events_repo.new_event(m, STATUS, held=False), False) for m in moved]
+        )
 
     async def apply_early(
-        self,
-        conn: Connection,
-        config_id: ConfigId,
-        twilio_sid: str,
-        message_id: MessageId,
-        tenant_id: TenantId,
+        self, conn: Connection, sends: Sequence[tuple[ConfigId, str, MessageId, TenantId]]
     ) -> None:
-        """Once a send learns its MessageSid, apply the callbacks that beat it here."""
-        for status, code in await repo.take_early_callbacks(conn, config_id, twilio_sid):
-            await self.apply(conn, message_id, tenant_id, status, code)
+        """Once sends learn their MessageSids, apply the callbacks that beat them here."""
+        early = await repo.take_early_callbacks(conn, [(c, sid) for c, sid, _, _ in sends])
+        for config_id, sid, message_id, tenant_id in sends:
+            for status, code in early.get((config_id, sid), []):
+                await self.apply(conn, message_id, tenant_id, status, code)

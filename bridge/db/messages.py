@@ -409,12 +409,19 @@ async def keep_early_callback(
 
 
 async def take_early_callbacks(
-    conn: Connection, config_id: ConfigId, twilio_sid: str
-) -> list[tuple[str, int | None]]:
+    conn: Connection, keys: Sequence[tuple[ConfigId, str]]
+) -> dict[tuple[str, str], list[tuple[str, int | None]]]:
+    """The early callbacks kept for each (configuration, sid), oldest first, now removed."""
     rows = await conn.fetch(
-        "DELETE FROM early_status_callbacks WHERE config_id = $1 AND twilio_sid = $2 "
-        "RETURNING status, error_code, received_at",
-        config_id,
-        twilio_sid,
+        "DELETE FROM early_status_callbacks e USING unnest($1::text[], $2::text[]) AS k(c, s) "
+        "WHERE e.config_id = k.c AND e.twilio_sid = k.s "
+        "RETURNING e.config_id, e.twilio_sid, e.status, e.error_code, e.received_at",
+        [config_id for config_id, _ in keys],
+        [sid for _, sid in keys],
     )
-    return [(r["status"], r["error_code"]) for r in sorted(rows, key=lambda r: r["received_at"])]
+    found: dict[tuple[str, str], list[tuple[str, int | None]]] = {}
+    for r in sorted(rows, key=lambda r: r["received_at"]):
+        found.setdefault((r["config_id"], r["twilio_sid"]), []).append(
+            (r["status"], r["error_code"])
+        )
+    return found

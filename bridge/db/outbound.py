@@ -195,36 +195,52 @@ class SendJob:
 LOOKAHEAD = 1000
 
 
-async def next_sends(
-    conn: Connection, sender_key: str, limit: int, in_flight: Sequence[str] = ()
+async def start_sends(
+    conn: Connection, sender_key: str, worker: str, limit: int, in_flight: Sequence[str] = ()
 ) -> list[SendJob]:
-    """The sender's next due texts in queue order, at most one per recipient, none to a
-    recipient that has one ``in_flight``: each conversation's texts reach Twilio one after
-    another, in order, while texts to different recipients may overlap. A retry waiting out
-    its backoff holds back the later texts to its recipient, not the sender's other texts.
-    One query for everything the sends need: it runs on the hot path."""
+    """Take the sender's next due texts and mark each attempted, while ``worker`` holds the
+    sender's lease (renewing it); none if it does not.
+
+    In queue order, at most one per recipient and none to a recipient that has one
+    ``in_flight``: each conversation's texts reach Twilio one after another, in order, while
+    texts to different recipients may overlap. A retry waiting out its backoff holds back the
+    later texts to its recipient, not the sender's other texts.
+
+    The mark is committed before any request leaves, so that a crash means "reconcile before
+    resending"; a text marked but not sent yet (its pacing slot not reached when the process
+    stopped) costs one look at Twilio's list, never a second send. Each job carries the mark
+    as it was before, which says whether an earlier attempt may have reached Twilio. One
+    statement for all of it: it runs on the hot path."""
     rows = await conn.fetch(
-        "WITH queued AS (SELECT s.message_id, s.seq, s.attempts, s.attempt_started_at,"
+        "WITH lease AS (UPDATE senders SET heartbeat_at = now()"
+        "   WHERE sender_key = $1 AND claimed_by = $5 RETURNING 1),"
+        " queued AS (SELECT s.message_id, s.seq, s.attempts, s.attempt_started_at,"
         "   s.next_attempt_at FROM sends s"
         "   WHERE s.sender_key = $1 AND s.state = 'queued' ORDER BY s.seq LIMIT $4),"
-        " heads AS (SELECT DISTINCT ON (m.to_number) q.*, m.to_number FROM queued q"
-        "   JOIN messages m ON m.id = q.message_id ORDER BY m.to_number, q.seq)"
+        " heads AS (SELECT DISTINCT ON (m.to_number) q.* FROM queued q"
+        "   JOIN messages m ON m.id = q.message_id ORDER BY m.to_number, q.seq),"
+        " picked AS (SELECT h.* FROM heads h WHERE h.next_attempt_at <= now()"
+        "   AND NOT h.message_id = ANY ($3::text[]) AND EXISTS (SELECT FROM lease)"
+        "   ORDER BY h.seq LIMIT $2),"
+        " marked AS (UPDATE sends s SET attempt_started_at = coalesce(s.attempt_started_at,"
+        "   now()), attempts = s.attempts + 1 FROM picked k WHERE s.message_id = k.message_id"
+        "   RETURNING s.message_id)"
         " SELECT h.message_id, h.attempts, h.attempt_started_at,"
         " m.tenant_id, m.config_id, m.to_number, m.from_number, m.body, m.segments, m.routing,"
         " m.created_at, c.account_sid, c.credential_type, c.api_key_sid, c.secrets_key_id,"
         " c.auth_token_sealed, c.api_key_secret_sealed, p.mps, w.token AS webhook_token,"
         " coalesce((SELECT array_agg(o.token ORDER BY o.position) FROM outbound_media o"
         "           WHERE o.message_id = h.message_id), '{}') AS media_tokens"
-        " FROM heads h JOIN messages m ON m.id = h.message_id"
+        " FROM picked h JOIN marked USING (message_id) JOIN messages m ON m.id = h.message_id"
         " JOIN sms_configs c ON c.id = m.config_id"
         " JOIN senders p ON p.sender_key = $1"
         " JOIN webhook_tokens w ON w.config_id = c.id AND w.valid_until IS NULL"
-        " WHERE h.next_attempt_at <= now() AND NOT h.message_id = ANY ($3::text[])"
-        " ORDER BY h.seq LIMIT $2",
+        " ORDER BY h.seq",
         sender_key,
         limit,
         list(in_flight),
         LOOKAHEAD,
+        worker,
     )
     return [_job(row) for row in rows]
 
@@ -255,25 +271,6 @@ def _job(row: Record) -> SendJob:
     )
 
 
-async def start_attempt(
-    conn: Connection, message_id: MessageId, sender_key: str, worker: str
-) -> bool:
-    """Recorded (and committed) before the request leaves, so that a crash means "reconcile",
-    and only while this worker still holds the sender's lease (which it renews); False if not.
-    """
-    started: datetime | None = await conn.fetchval(
-        "WITH lease AS (UPDATE senders SET heartbeat_at = now() "
-        "WHERE sender_key = $2 AND claimed_by = $3 RETURNING 1) "
-        "UPDATE sends SET attempt_started_at = coalesce(attempt_started_at, now()), "
-        "attempts = attempts + 1 WHERE message_id = $1 AND EXISTS (SELECT 1 FROM lease) "
-        "RETURNING attempt_started_at",
-        message_id,
-        sender_key,
-        worker,
-    )
-    return started is not None
-
-
 async def retry_send(
     conn: Connection, message_id: MessageId, delay: float, error: str, *, certain: bool
 ) -> None:
@@ -300,41 +297,53 @@ async def finish_send(
     )
 
 
-async def sent(
-    conn: Connection,
-    message_id: MessageId,
-    config_id: ConfigId,
-    sid: str,
-    from_number: str | None,
-    status: str,
-    rank: int,
-) -> Record | None:
-    """Twilio took it: under the sid's lock (see messages.lock_sid), record its sid (and the
+@dataclass(frozen=True)
+class Sent:
+    """Twilio took a text: its sid, the number a messaging service chose, and its status."""
+
+    message_id: MessageId
+    config_id: ConfigId
+    sid: str
+    from_number: str | None
+    status: str
+    rank: int  # the status's rank; below 0 moves nothing
+
+
+async def sent(conn: Connection, batch: Sequence[Sent]) -> list[Record]:
+    """For each text, under its sid's lock (see messages.lock_sid): record the sid (and the
     number a messaging service chose), close the send, and move the status forward with its
-    history. The message row if its status moved (with ``num_media``), else None. One round
-    trip: this runs for every text sent."""
-    row: Record | None = await conn.fetchrow(
-        "WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended($2 || ':' || $3, 0))),"
-        " done AS (UPDATE sends SET state = 'done', last_error = NULL"
-        "   WHERE message_id = $1 AND EXISTS (SELECT FROM locked)),"
-        " updated AS (UPDATE messages SET twilio_sid = $3, from_number = coalesce($4, from_number),"
-        "   status = CASE WHEN status_rank < $6 THEN $5 ELSE status END,"
-        "   status_rank = greatest(status_rank, $6), updated_at = now()"
-        "   WHERE id = $1 AND EXISTS (SELECT FROM locked)"
-        f"   RETURNING {MESSAGE_COLUMNS}, num_media,"
+    history. The rows (with ``num_media``) of the messages whose status moved. One round trip
+    for the batch: this runs for every text sent."""
+    rows = await conn.fetch(
+        "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        "   $5::text[], $6::int[]) AS i(message_id, config_id, sid, from_number, status, rank)),"
+        " locked AS (SELECT i.*, pg_advisory_xact_lock(hashtextextended(i.config_id || ':' ||"
+        "   i.sid, 0)) AS lock FROM input i),"
+        " done AS (UPDATE sends s SET state = 'done', last_error = NULL FROM locked l"
+        "   WHERE s.message_id = l.message_id),"
+        " updated AS (UPDATE messages m SET twilio_sid = l.sid,"
+        "   from_number = coalesce(l.from_number, m.from_number),"
+        "   status = CASE WHEN m.status_rank < l.rank THEN l.status ELSE m.status END,"
+        "   status_rank = greatest(m.status_rank, l.rank), updated_at = now()"
+        "   FROM locked l WHERE m.id = l.message_id"
+        f"   RETURNING {_qualified('m')}, m.num_media, l.status AS new_status, l.rank AS new_rank,"
         # Sub-selects see the statement's snapshot: the rank before this update.
-        "   (SELECT m.status_rank FROM messages m WHERE m.id = $1) < $6 AS moved),"
+        "   (SELECT o.status_rank FROM messages o WHERE o.id = m.id) < l.rank AS moved),"
         " history AS (INSERT INTO message_status_history (message_id, status)"
-        "   SELECT $1, $5 FROM updated WHERE $6 >= 0)"
-        " SELECT * FROM updated",
-        message_id,
-        config_id,
-        sid,
-        from_number,
-        status,
-        rank,
+        "   SELECT id, new_status FROM updated WHERE new_rank >= 0)"
+        " SELECT * FROM updated WHERE moved",
+        [t.message_id for t in batch],
+        [t.config_id for t in batch],
+        [t.sid for t in batch],
+        [t.from_number for t in batch],
+        [t.status for t in batch],
+        [t.rank for t in batch],
     )
-    return row if row is not None and row["moved"] else None
+    return list(rows)
+
+
+def _qualified(alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in MESSAGE_COLUMNS.split(","))
 
 
 async def sid_known(conn: Connection, config_id: ConfigId, sid: str) -> bool:

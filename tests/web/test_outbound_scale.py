@@ -157,3 +157,34 @@ async def test_a_fast_sender_overlaps_recipients_but_never_one_conversation(env:
     assert conversation == sorted(conversation), "one recipient's texts in order"
     gaps = [b - a for a, b in itertools.pairwise(conversation)]
     assert all(gap >= 0.3 for gap in gaps), f"each waited for the one before: {gaps}"
+
+
+async def test_a_reconciliation_finds_its_text_behind_a_busy_recipients_others(
+    env: Env,
+) -> None:
+    # Twilio creates the first text but answers 500, and the lists that would find it fail
+    # until another sender has sent 250 texts to the same person: the text is no longer in
+    # the newest 200 messages to that person, only among the newest from its own sender.
+    first, other = await numbered_tenant(env, 2)
+    await env.fake_control(
+        "POST",
+        "/faults",
+        {
+            "next": [
+                {"kind": "500-after-create", "count": 1},
+                {"kind": "503", "count": 10_000, "operations": ["list"]},
+            ]
+        },
+    )
+    reply = await send(env, {"from_extension": first, "to": US_MOBILE, "body": "the one"})
+    await env.wait_fake_messages(1)
+    for i in range(250):
+        assert (
+            await send(env, {"from_extension": other, "to": US_MOBILE, "body": f"b{i}"})
+        ).status == 202
+    await env.wait_fake_messages(251, within=60)
+    await env.fake_control("DELETE", "/faults")
+    found = await wait_status(env, reply.body["id"], "queued", "sent", "delivered", within=90)
+    creates = [m for m in await env.fake_messages() if m["body"] == "the one"]
+    assert len(creates) == 1, "reconciled, not sent again"
+    assert found["twilio_sid"] == creates[0]["sid"]
