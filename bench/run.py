@@ -356,8 +356,9 @@ async def inbound_phase(
     say("inbound: the ceiling (bare aiohttp handler) and the bridge, as fast as wrk goes")
     # Warm both (imports, caches, connections) before measuring.
     await asyncio.to_thread(wrk, "bare", bare_url, bare_bodies, rate=0, seconds=2)
+    # The bridge warms longer: its tables, indexes and PostgreSQL's buffers grow into place.
     await asyncio.to_thread(
-        wrk, "bridge", tenant.webhook_url, bodies.file(8_000), rate=0, seconds=2
+        wrk, "bridge", tenant.webhook_url, bodies.file(25_000), rate=0, seconds=5
     )
     results.bare_max = await asyncio.to_thread(
         wrk, "bare", bare_url, bare_bodies, rate=0, seconds=args.seconds
@@ -683,12 +684,23 @@ def chart(r: Results, path: Path) -> None:
 
     assert r.bare_curve and r.bridge_curve
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for runs, label in ((r.bare_curve, "bare aiohttp handler"), (r.bridge_curve, "bridge")):
+    curves = (
+        (r.bare_curve, "bare aiohttp handler", "tab:blue"),
+        (r.bridge_curve, "bridge", "tab:orange"),
+    )
+    for runs, label, color in curves:
         offered = [run.offered for run in runs]
-        left.plot(offered, [run.rate for run in runs], marker="o", label=label)
-        right.plot(offered, [run.p99_ms for run in runs], marker="o", label=f"{label} p99")
+        left.plot(offered, [run.rate for run in runs], marker="o", color=color, label=label)
         right.plot(
-            offered, [run.p50_ms for run in runs], marker=".", linestyle="--", label=f"{label} p50"
+            offered, [run.p99_ms for run in runs], marker="o", color=color, label=f"{label} p99"
+        )
+        right.plot(
+            offered,
+            [run.p50_ms for run in runs],
+            marker=".",
+            linestyle="--",
+            color=color,
+            label=f"{label} p50",
         )
     top = max(run.offered for run in r.bare_curve)
     left.plot([0, top], [0, top], color="grey", linewidth=0.8, label="offered")
