@@ -168,6 +168,11 @@ class InboundService:
         affinity = await repo.affinity_extension(
             conn, config.tenant_id, did, remote, config.affinity_hours
         )
+        return await self._decide(conn, config, did, remote, affinity)
+
+    async def _decide(
+        self, conn: Connection, config: WebhookConfig, did: str, remote: str, affinity: str | None
+    ) -> InboundDecision:
         index = await self._rules(conn, config)
         return route_inbound(
             index, did=did, remote=remote, trunk_id=config.trunk_id, affinity_extension=affinity
@@ -179,13 +184,13 @@ class InboundService:
         missing = [name for name in REQUIRED if not first(params, name)]
         if missing:
             raise MissingParameter(f"missing {', '.join(missing)}")
-        return await self._writer.submit(_Webhook(config, params))
+        return await self._writer.submit(_Webhook.of(config, params))
 
     async def _store(self, batch: Sequence[_Webhook]) -> list[Receipt]:
         async with self._db.transaction() as conn:
             stored = await self._store_in(conn, batch)
         receipts = []
-        for webhook, (message_id, status) in zip(batch, stored, strict=True):
+        for webhook, (message_id, status, reason) in zip(batch, stored, strict=True):
             config = webhook.config
             if message_id is None:
                 self._metrics.inbound.labels("duplicate").inc()
@@ -199,14 +204,15 @@ class InboundService:
                 config_id=config.id,
                 message_id=message_id,
                 status=status,
-                media=webhook.media_count,
+                media=len(webhook.media),
+                routing=reason,
             )
             receipts.append(Receipt(message_id, duplicate=False))
         return receipts
 
     async def _store_in(
         self, conn: Connection, batch: Sequence[_Webhook]
-    ) -> list[tuple[MessageId | None, str]]:
+    ) -> list[tuple[MessageId | None, str, object]]:
         """Route, insert and queue a batch of webhooks in the caller's transaction: a round
         trip per step for the whole batch, not per message."""
         affinity = await repo.affinity_extensions(
@@ -225,14 +231,7 @@ class InboundService:
         for webhook, extension in zip(batch, affinity, strict=True):
             config = webhook.config
             if config.enabled:
-                index = await self._rules(conn, config)
-                decision = route_inbound(
-                    index,
-                    did=webhook.did,
-                    remote=webhook.remote,
-                    trunk_id=config.trunk_id,
-                    affinity_extension=extension,
-                )
+                decision = await self._decide(conn, config, webhook.did, webhook.remote, extension)
                 routing: dict[str, object] = {
                     "reason": decision.reason,
                     "rule": decision.rule_name,
@@ -259,7 +258,7 @@ class InboundService:
                     extensions=extensions,
                     segments=max(1, info.segments),
                     encoding=info.encoding,
-                    num_media=webhook.media_count,
+                    num_media=len(webhook.media),
                     twilio_sid=webhook.sid,
                     routing=routing,
                     params=webhook.params,
@@ -271,7 +270,7 @@ class InboundService:
         for webhook, row, created in zip(batch, rows, created_at, strict=True):
             if created is None:
                 continue
-            media = media_items(webhook.params)
+            media = webhook.media
             if media:
                 await repo.insert_media(conn, row.id, media, self._media_max)
                 media_queued = True
@@ -295,7 +294,7 @@ class InboundService:
             await notify(conn, MEDIA)
         await events_repo.insert_many(conn, events)
         return [
-            (row.id if created is not None else None, row.status)
+            (row.id if created is not None else None, row.status, row.routing.get("reason"))
             for row, created in zip(rows, created_at, strict=True)
         ]
 
@@ -326,27 +325,24 @@ def _message(row: repo.NewInbound, created: datetime) -> Message:
 
 @dataclass(frozen=True)
 class _Webhook:
-    """A verified webhook waiting for its group's commit."""
+    """A verified webhook waiting for its group's commit, its parameters read once."""
 
     config: WebhookConfig
     params: Params
+    sid: str
+    remote: str
+    did: str
+    body: str
+    media: list[tuple[str, str | None]]
 
-    @property
-    def sid(self) -> str:
-        return first(self.params, "MessageSid") or ""
-
-    @property
-    def remote(self) -> str:
-        return first(self.params, "From") or ""
-
-    @property
-    def did(self) -> str:
-        return first(self.params, "To") or ""
-
-    @property
-    def body(self) -> str:
-        return first(self.params, "Body") or ""
-
-    @property
-    def media_count(self) -> int:
-        return len(media_items(self.params))
+    @classmethod
+    def of(cls, config: WebhookConfig, params: Params) -> _Webhook:
+        return cls(
+            config=config,
+            params=params,
+            sid=first(params, "MessageSid") or "",
+            remote=first(params, "From") or "",
+            did=first(params, "To") or "",
+            body=first(params, "Body") or "",
+            media=media_items(params),
+        )

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from bridge.crypto import SecretBox
-from bridge.db import messages as messages_repo
 from bridge.db import outbound as repo
 from bridge.db.claims import worker_id
 from bridge.db.notify import OUTBOUND, Listener
@@ -19,7 +18,7 @@ from bridge.errors import BridgeError, DatabaseUnavailable
 from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import STATUS_RANK, MessageId
+from bridge.models import MessageId
 from bridge.retry import Backoff
 from bridge.sms_configs import twilio_login
 from bridge.status import ERROR_TEXT, StatusService
@@ -50,6 +49,10 @@ RECONCILE_SKEW = timedelta(seconds=5)
 # every conversation's texts still reach Twilio one after another, in order.
 PIPELINE_SECONDS = 0.25
 MAX_IN_FLIGHT = 32
+
+
+# A text Twilio took: the job, its sid (and chosen number), and the status Twilio gave it.
+_Taken = tuple[SendJob, repo.Sent, str]
 
 
 def in_flight_window(mps: float) -> int:
@@ -89,7 +92,7 @@ class SendWorker:
         self._leases: dict[asyncio.Task[None], str] = {}
         self._freed = asyncio.Event()
         self.worker_id = worker_id("sender")
-        self._taken: GroupCommit[tuple[SendJob, repo.Sent], None] = GroupCommit(
+        self._taken: GroupCommit[_Taken, None] = GroupCommit(
             self._record_taken, max_concurrent=2, batch_errors=(DatabaseUnavailable,)
         )
 
@@ -290,16 +293,10 @@ class SendWorker:
         self, job: SendJob, sid: str, status: str, sent: SentMessage | None
     ) -> None:
         """Record Twilio's answer; answers that arrive together share one transaction."""
-        taken = repo.Sent(
-            message_id=job.message_id,
-            config_id=job.config_id,
-            sid=sid,
-            from_number=sent.from_ if sent is not None else None,
-            status=status,
-            # Twilio answers a create with queued (or accepted); anything unknown moves nothing.
-            rank=STATUS_RANK.get(status, -1),
+        from_number = sent.from_ if sent is not None else None
+        await self._taken.submit(
+            (job, repo.Sent(job.message_id, job.config_id, sid, from_number), status)
         )
-        await self._taken.submit((job, taken))
         log.info(
             "send.created",
             tenant_id=job.tenant_id,
@@ -307,14 +304,15 @@ class SendWorker:
             attempt=job.attempts + 1,
         )
 
-    async def _record_taken(self, batch: Sequence[tuple[SendJob, repo.Sent]]) -> list[None]:
+    async def _record_taken(self, batch: Sequence[_Taken]) -> list[None]:
         async with self._db.transaction() as conn:
-            rows = await repo.sent(conn, [taken for _, taken in batch])
-            await self._status.announce(
-                conn, [await messages_repo.message_of(conn, row) for row in rows]
+            await repo.sent(conn, [taken for _, taken, _ in batch])
+            # Twilio answers a create with queued (or accepted).
+            await self._status.apply_many(
+                conn, [(job.message_id, status, None, None) for job, _, status in batch]
             )
             await self._status.apply_early(
-                conn, [(job.config_id, t.sid, job.message_id, job.tenant_id) for job, t in batch]
+                conn, [(job.config_id, t.sid, job.message_id, job.tenant_id) for job, t, _ in batch]
             )
         return [None] * len(batch)
 

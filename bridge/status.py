@@ -79,22 +79,30 @@ class StatusService:
         error_message: str | None = None,
     ) -> bool:
         """Record the change; if it moves the message forward, tell the PBX."""
-        rank = STATUS_RANK.get(status)
-        if rank is None:
-            return False
-        text = error_message
-        if text is None and error_code is not None:
-            text = ERROR_TEXT.get(error_code, "see Twilio error code")
-        moved = await repo.record_status(conn, message_id, status, rank, error_code, text)
-        if moved is not None:
-            await self.announce(conn, [moved])
-        return moved is not None
+        moved = await self.apply_many(conn, [(message_id, status, error_code, error_message)])
+        return bool(moved)
 
-    async def announce(self, conn: Connection, moved: Sequence[Message]) -> None:
-        """Tell the PBX that these messages' statuses moved forward."""
+    async def apply_many(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[MessageId, str, int | None, str | None]],
+    ) -> list[Message]:
+        """`apply` for several messages at once (message, status, error code, error text);
+        statuses the bridge does not know are ignored. The messages that moved."""
+        moves = []
+        for message_id, status, error_code, error_message in changes:
+            rank = STATUS_RANK.get(status)
+            if rank is None:
+                continue
+            text = error_message
+            if text is None and error_code is not None:
+                text = ERROR_TEXT.get(error_code, "see Twilio error code")
+            moves.append(repo.StatusMove(message_id, status, rank, error_code, text))
+        moved = await repo.record_statuses(conn, moves)
         await events_repo.insert_many(
             conn, [(events_repo.new_event(m, STATUS, held=False), False) for m in moved]
         )
+        return moved
 
     async def apply_early(
         self, conn: Connection, sends: Sequence[tuple[ConfigId, str, MessageId, TenantId]]

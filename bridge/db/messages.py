@@ -363,6 +363,42 @@ async def outbound_by_sid(
     )
 
 
+@dataclass(frozen=True)
+class StatusMove:
+    message_id: MessageId
+    status: str
+    rank: int
+    error_code: int | None = None
+    error_message: str | None = None
+
+
+async def record_statuses(conn: Connection, moves: Sequence[StatusMove]) -> list[Message]:
+    """Record each status in the history and move the message forward only (never to a lower
+    rank), at most one move per message; the messages that moved, as they now stand, so the
+    caller can tell the PBX without reading them again. One statement for all of them."""
+    if not moves:
+        return []
+    rows = await conn.fetch(
+        "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[],"
+        "   $5::text[]) WITH ORDINALITY AS i(message_id, status, rank, error_code,"
+        "   error_message, ord)),"
+        " history AS (INSERT INTO message_status_history (message_id, status, error_code)"
+        "   SELECT message_id, status, error_code FROM input ORDER BY ord)"
+        " UPDATE messages m SET status = i.status, status_rank = i.rank,"
+        "   error_code = coalesce(i.error_code, m.error_code),"
+        "   error_message = coalesce(i.error_message, m.error_message), updated_at = now()"
+        " FROM input i WHERE m.id = i.message_id AND m.status_rank < i.rank"
+        f" RETURNING {', '.join('m.' + c.strip() for c in MESSAGE_COLUMNS.split(','))},"
+        " m.num_media",
+        [m.message_id for m in moves],
+        [m.status for m in moves],
+        [m.rank for m in moves],
+        [m.error_code for m in moves],
+        [m.error_message for m in moves],
+    )
+    return [await message_of(conn, row) for row in rows]
+
+
 async def record_status(
     conn: Connection,
     message_id: MessageId,
@@ -371,22 +407,11 @@ async def record_status(
     error_code: int | None,
     error_message: str | None,
 ) -> Message | None:
-    """Move the status forward only (never to a lower rank); the message as it now stands if
-    it moved, so the caller can tell the PBX without reading it again."""
-    row = await conn.fetchrow(
-        "WITH history AS (INSERT INTO message_status_history (message_id, status, error_code) "
-        "VALUES ($1, $2, $4)) "
-        "UPDATE messages SET status = $2, status_rank = $3, "
-        "error_code = coalesce($4, error_code), error_message = coalesce($5, error_message), "
-        "updated_at = now() WHERE id = $1 AND status_rank < $3 "
-        f"RETURNING {MESSAGE_COLUMNS}, num_media",
-        message_id,
-        status,
-        rank,
-        error_code,
-        error_message,
+    """`record_statuses` for one message: the message if it moved."""
+    moved = await record_statuses(
+        conn, [StatusMove(message_id, status, rank, error_code, error_message)]
     )
-    return None if row is None else await message_of(conn, row)
+    return moved[0] if moved else None
 
 
 async def message_of(conn: Connection, row: Record) -> Message:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.db.messages import MESSAGE_COLUMNS
 from bridge.db.notify import OUTBOUND
 from bridge.db.pool import Connection, Record, notify
 from bridge.db.sms_configs import StoredSecrets
@@ -299,51 +298,31 @@ async def finish_send(
 
 @dataclass(frozen=True)
 class Sent:
-    """Twilio took a text: its sid, the number a messaging service chose, and its status."""
+    """Twilio took a text: its sid and the number a messaging service chose."""
 
     message_id: MessageId
     config_id: ConfigId
     sid: str
     from_number: str | None
-    status: str
-    rank: int  # the status's rank; below 0 moves nothing
 
 
-async def sent(conn: Connection, batch: Sequence[Sent]) -> list[Record]:
+async def sent(conn: Connection, batch: Sequence[Sent]) -> None:
     """For each text, under its sid's lock (see messages.lock_sid): record the sid (and the
-    number a messaging service chose), close the send, and move the status forward with its
-    history. The rows (with ``num_media``) of the messages whose status moved. One round trip
-    for the batch: this runs for every text sent."""
-    rows = await conn.fetch(
-        "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-        "   $5::text[], $6::int[]) AS i(message_id, config_id, sid, from_number, status, rank)),"
-        " locked AS (SELECT i.*, pg_advisory_xact_lock(hashtextextended(i.config_id || ':' ||"
-        "   i.sid, 0)) AS lock FROM input i),"
+    number a messaging service chose) and close the send. One statement for the batch."""
+    await conn.execute(
+        "WITH locked AS (SELECT i.*, pg_advisory_xact_lock(hashtextextended(i.config_id || ':'"
+        "   || i.sid, 0)) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+        "   AS i(message_id, config_id, sid, from_number)),"
         " done AS (UPDATE sends s SET state = 'done', last_error = NULL FROM locked l"
-        "   WHERE s.message_id = l.message_id),"
-        " updated AS (UPDATE messages m SET twilio_sid = l.sid,"
-        "   from_number = coalesce(l.from_number, m.from_number),"
-        "   status = CASE WHEN m.status_rank < l.rank THEN l.status ELSE m.status END,"
-        "   status_rank = greatest(m.status_rank, l.rank), updated_at = now()"
-        "   FROM locked l WHERE m.id = l.message_id"
-        f"   RETURNING {_qualified('m')}, m.num_media, l.status AS new_status, l.rank AS new_rank,"
-        # Sub-selects see the statement's snapshot: the rank before this update.
-        "   (SELECT o.status_rank FROM messages o WHERE o.id = m.id) < l.rank AS moved),"
-        " history AS (INSERT INTO message_status_history (message_id, status)"
-        "   SELECT id, new_status FROM updated WHERE new_rank >= 0)"
-        " SELECT * FROM updated WHERE moved",
+        "   WHERE s.message_id = l.message_id)"
+        " UPDATE messages m SET twilio_sid = l.sid,"
+        "   from_number = coalesce(l.from_number, m.from_number), updated_at = now()"
+        " FROM locked l WHERE m.id = l.message_id",
         [t.message_id for t in batch],
         [t.config_id for t in batch],
         [t.sid for t in batch],
         [t.from_number for t in batch],
-        [t.status for t in batch],
-        [t.rank for t in batch],
     )
-    return list(rows)
-
-
-def _qualified(alias: str) -> str:
-    return ", ".join(f"{alias}.{column.strip()}" for column in MESSAGE_COLUMNS.split(","))
 
 
 async def sid_known(conn: Connection, config_id: ConfigId, sid: str) -> bool:
