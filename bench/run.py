@@ -31,7 +31,7 @@ from aiohttp import web
 
 from bench import routing
 from bridge.twilio.signature import compute_signature
-from tests.e2e.daemon import Daemon, free_port
+from tests.daemon import Daemon, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"

@@ -9,12 +9,12 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from bridge import __version__, fake_twilio
-from bridge.bootstrap import load_runtime_secrets
 from bridge.config import Settings, load_settings
 from bridge.crypto import generate_key
 from bridge.errors import BridgeError, ConfigError
-from bridge.log import configure_logging, get_logger
-from bridge.maintenance import migrate_database, reseal_secrets
+from bridge.log import Redactor, configure_logging, get_logger
+from bridge.runtime.bootstrap import load_runtime_secrets
+from bridge.runtime.maintenance import migrate_database, reseal_secrets
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -55,9 +55,11 @@ def _run_daemon(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def _settings() -> Settings:
+def _settings(redactor: Redactor) -> Settings:
+    """Load the settings, and from then on redact every secret they hold from every log line."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, redactor)
+    redactor.add_known(*settings.secret_values())
     return settings
 
 
@@ -69,14 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb == "fake-twilio":
         configure_logging()
         return fake_twilio.run(args)
+    redactor = Redactor()
     try:
-        settings = _settings()
+        settings = _settings(redactor)
         if args.verb == "check-config":
             print("configuration OK")
             return EXIT_OK
         secrets = load_runtime_secrets(settings)
+        # Generated on a first start: no setting held them, and they must not reach a log.
+        redactor.add_known(secrets.admin_token)
         if args.verb == "serve":
-            from bridge.daemon import serve
+            from bridge.runtime.daemon import serve
 
             if args.no_migrate:
                 settings = settings.model_copy(update={"migrate_on_start": False})

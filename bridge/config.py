@@ -7,7 +7,7 @@ import binascii
 import os
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     previous_secret_keys: list[SecretStr] = Field(default_factory=list)
     twilio_api_base: str = "https://api.twilio.com"
+    twilio_messaging_api_base: str = "https://messaging.twilio.com"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] | None = None
     webhook_grace_hours: float = Field(default=24.0, ge=0, le=24 * 30)
@@ -101,7 +102,7 @@ class Settings(BaseSettings):
             raise ValueError("must not carry a query, a fragment or credentials")
         return value.rstrip("/")
 
-    @field_validator("twilio_api_base")
+    @field_validator("twilio_api_base", "twilio_messaging_api_base")
     @classmethod
     def _api_base(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -143,6 +144,16 @@ class Settings(BaseSettings):
         if dsn and urlsplit(dsn).scheme not in ("postgres", "postgresql"):
             raise ValueError("must be a postgresql:// URL, or empty for the embedded server")
         return value
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, as text: none of them may reach a log line."""
+        values = [s.get_secret_value() for s in (self.admin_token, self.secret_key) if s]
+        values += [key.get_secret_value() for key in self.previous_secret_keys]
+        password = urlsplit(self.database_url.get_secret_value()).password
+        if password:
+            values.append(unquote(password))
+            values.append(password)
+        return values
 
     @property
     def public_address(self) -> tuple[str, int]:

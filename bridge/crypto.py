@@ -7,6 +7,7 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -72,3 +73,28 @@ def hash_token(token: str) -> bytes:
 
 def new_token(prefix: str, nbytes: int = 32) -> str:
     return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+
+
+# What a sealed value is bound to (the AEAD's associated data): copied into another row, or
+# read as another field, it does not open.
+def config_secret_context(config_id: str, what: Literal["auth_token", "api_key_secret"]) -> str:
+    return f"sms_config:{config_id}:{what}"
+
+
+def delivery_secret_context(tenant_id: str) -> str:
+    return f"delivery_target:{tenant_id}:secret"
+
+
+@dataclass(frozen=True)
+class StoredSecrets:
+    """An SMS configuration's sealed Twilio secrets, all under one key id."""
+
+    key_id: str
+    auth_token: bytes
+    api_key_secret: bytes | None
+
+    def auth_token_sealed(self) -> Sealed:
+        return Sealed(self.key_id, self.auth_token)
+
+    def api_key_secret_sealed(self) -> Sealed | None:
+        return None if self.api_key_secret is None else Sealed(self.key_id, self.api_key_secret)

@@ -36,6 +36,10 @@ class NotFound(BridgeError):
     code = "not_found"
 
 
+class TenantNotFound(NotFound):
+    """tenant not found"""
+
+
 class InvalidInput(BridgeError):
     """A field failed validation."""
 
@@ -70,6 +74,18 @@ class MalformedRequest(BridgeError):
     code = "malformed_request"
 
 
+class PayloadTooLarge(BridgeError):
+    """The request body is larger than this listener accepts."""
+
+    code = "body_too_large"
+
+
+class UnsupportedMediaType(BridgeError):
+    """The request body is not of a content type this route accepts."""
+
+    code = "unsupported_media_type"
+
+
 class Unauthorized(BridgeError):
     """A valid bearer token is required."""
 
@@ -80,6 +96,12 @@ class Forbidden(BridgeError):
     """Only the system administrator may do this."""
 
     code = "forbidden"
+
+
+class BadSignature(Forbidden):
+    """The request's signature does not match."""
+
+    code = "bad_signature"
 
 
 class InUse(Conflict):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
 from bridge.crypto import SecretBox
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests.pg import TestPostgres, with_database
 
 ADMIN_TOKEN = "admin-token-for-the-tests-0123456789"

@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e.daemon import free_port
+from tests.daemon import free_port
 
 # Fixed, made-up values: the demo runs against a fake Twilio, and the test checks that none of
 # them ever shows up in the output.

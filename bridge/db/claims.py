@@ -11,8 +11,20 @@ from bridge.log import get_logger
 
 log = get_logger(__name__)
 
-# Every table whose rows workers claim, with its claim column.
-CLAIMING_TABLES = ("events", "message_media", "senders")
+# Every table whose rows workers claim: who holds claims there, and giving them back.
+_HOLDERS = """
+SELECT claimed_by FROM events WHERE claimed_by LIKE $1
+UNION SELECT claimed_by FROM message_media WHERE claimed_by LIKE $1
+UNION SELECT claimed_by FROM senders WHERE claimed_by LIKE $1
+"""
+
+_RELEASE = """
+WITH e AS (UPDATE events SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[]) RETURNING 1),
+     m AS (UPDATE message_media SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[])
+           RETURNING 1),
+     s AS (UPDATE senders SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[]) RETURNING 1)
+SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM m) + (SELECT count(*) FROM s)
+"""
 
 
 def _host() -> str:
@@ -38,21 +50,15 @@ async def release_dead_local_claims(conn: Connection) -> int:
     """Claims held by processes of this host that no longer exist (a kill -9, a crash) are
     released now rather than when they go stale, so a restart picks the work up at once.
     Other hosts' claims are left to go stale: their processes cannot be checked from here."""
-    released = 0
-    prefix = f"%/{_host()}/%"
-    for table in CLAIMING_TABLES:
-        holders = await conn.fetch(
-            f"SELECT DISTINCT claimed_by FROM {table} WHERE claimed_by LIKE $1", prefix
-        )
-        for row in holders:
-            holder: str = row["claimed_by"]
-            parts = holder.split("/")
-            if len(parts) != 4 or not parts[2].isdigit() or not _dead(int(parts[2])):
-                continue
-            status = await conn.execute(
-                f"UPDATE {table} SET claimed_by = NULL WHERE claimed_by = $1", holder
-            )
-            released += int(status.split()[-1])
+    dead: list[str] = []
+    for row in await conn.fetch(_HOLDERS, f"%/{_host()}/%"):
+        holder: str = row["claimed_by"]
+        parts = holder.split("/")
+        if len(parts) == 4 and parts[2].isdigit() and _dead(int(parts[2])):
+            dead.append(holder)
+    if not dead:
+        return 0
+    released: int = await conn.fetchval(_RELEASE, dead)
     if released:
         log.info("claims.released_dead", count=released)
     return released

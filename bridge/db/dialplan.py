@@ -2,34 +2,81 @@
 
 from __future__ import annotations
 
-from bridge.db.pool import Connection
+from bridge.db.pool import Connection, Record
 from bridge.models import Extension, InboundRule, OutboundRule, TenantId, TrunkId
+
+_EXTENSION = "extension, name, dids, default_did"
+
+_GET_EXTENSIONS = f"SELECT {_EXTENSION} FROM extensions WHERE tenant_id = $1 ORDER BY position"
+
+_GET_EXTENSION = f"SELECT {_EXTENSION} FROM extensions WHERE tenant_id = $1 AND extension = $2"
+
+_DELETE_EXTENSIONS = "DELETE FROM extensions WHERE tenant_id = $1"
+
+_INSERT_EXTENSION = """
+INSERT INTO extensions (tenant_id, extension, position, name, dids, default_did)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+
+_EXTENSION_NAMES = "SELECT extension FROM extensions WHERE tenant_id = $1"
+
+_GET_INBOUND_RULES = """
+SELECT name, trunk_id, did, from_pattern, extensions, enabled FROM inbound_rules
+WHERE tenant_id = $1 ORDER BY position
+"""
+
+# A new version tells every process's rule cache (keyed by it) that the rules changed.
+_REPLACE_INBOUND_RULES = """
+WITH gone AS (DELETE FROM inbound_rules WHERE tenant_id = $1)
+UPDATE tenants SET rules_version = rules_version + 1 WHERE id = $1
+"""
+
+_INSERT_INBOUND_RULE = """
+INSERT INTO inbound_rules (tenant_id, position, name, trunk_id, did, from_pattern, extensions,
+    enabled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+
+_GET_OUTBOUND_RULES = """
+SELECT name, from_extensions, prefix, min_length, max_length, strip, prepend, trunks, sender,
+       enabled
+FROM outbound_rules WHERE tenant_id = $1 ORDER BY position
+"""
+
+_DELETE_OUTBOUND_RULES = "DELETE FROM outbound_rules WHERE tenant_id = $1"
+
+_INSERT_OUTBOUND_RULE = """
+INSERT INTO outbound_rules (tenant_id, position, name, from_extensions, prefix, min_length,
+    max_length, strip, prepend, trunks, sender, enabled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+
+_EXTENSIONS_USED_BY_RULES = """
+SELECT DISTINCT unnest(extensions) AS extension FROM inbound_rules WHERE tenant_id = $1
+"""
+
+
+def _extension(r: Record) -> Extension:
+    return Extension.model_construct(
+        extension=r["extension"], name=r["name"], dids=list(r["dids"]), default_did=r["default_did"]
+    )
 
 
 async def get_extensions(conn: Connection, tenant_id: TenantId) -> list[Extension]:
-    rows = await conn.fetch(
-        "SELECT extension, name, dids, default_did FROM extensions "
-        "WHERE tenant_id = $1 ORDER BY position",
-        tenant_id,
-    )
-    return [
-        Extension.model_construct(
-            extension=r["extension"],
-            name=r["name"],
-            dids=list(r["dids"]),
-            default_did=r["default_did"],
-        )
-        for r in rows
-    ]
+    return [_extension(r) for r in await conn.fetch(_GET_EXTENSIONS, tenant_id)]
+
+
+async def get_extension(conn: Connection, tenant_id: TenantId, extension: str) -> Extension | None:
+    row = await conn.fetchrow(_GET_EXTENSION, tenant_id, extension)
+    return None if row is None else _extension(row)
 
 
 async def replace_extensions(
     conn: Connection, tenant_id: TenantId, extensions: list[Extension]
 ) -> None:
-    await conn.execute("DELETE FROM extensions WHERE tenant_id = $1", tenant_id)
+    await conn.execute(_DELETE_EXTENSIONS, tenant_id)
     await conn.executemany(
-        "INSERT INTO extensions (tenant_id, extension, position, name, dids, default_did) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
+        _INSERT_EXTENSION,
         [
             (tenant_id, e.extension, i, e.name, e.dids, e.default_did)
             for i, e in enumerate(extensions)
@@ -38,16 +85,10 @@ async def replace_extensions(
 
 
 async def extension_names(conn: Connection, tenant_id: TenantId) -> set[str]:
-    rows = await conn.fetch("SELECT extension FROM extensions WHERE tenant_id = $1", tenant_id)
-    return {r["extension"] for r in rows}
+    return {r["extension"] for r in await conn.fetch(_EXTENSION_NAMES, tenant_id)}
 
 
 async def get_inbound_rules(conn: Connection, tenant_id: TenantId) -> list[InboundRule]:
-    rows = await conn.fetch(
-        "SELECT name, trunk_id, did, from_pattern, extensions, enabled FROM inbound_rules "
-        "WHERE tenant_id = $1 ORDER BY position",
-        tenant_id,
-    )
     return [
         InboundRule.model_construct(
             name=r["name"],
@@ -57,20 +98,16 @@ async def get_inbound_rules(conn: Connection, tenant_id: TenantId) -> list[Inbou
             extensions=list(r["extensions"]),
             enabled=r["enabled"],
         )
-        for r in rows
+        for r in await conn.fetch(_GET_INBOUND_RULES, tenant_id)
     ]
 
 
 async def replace_inbound_rules(
     conn: Connection, tenant_id: TenantId, rules: list[InboundRule]
 ) -> None:
-    await conn.execute("DELETE FROM inbound_rules WHERE tenant_id = $1", tenant_id)
-    await conn.execute(
-        "UPDATE tenants SET rules_version = rules_version + 1 WHERE id = $1", tenant_id
-    )
+    await conn.execute(_REPLACE_INBOUND_RULES, tenant_id)
     await conn.executemany(
-        "INSERT INTO inbound_rules (tenant_id, position, name, trunk_id, did, from_pattern, "
-        "extensions, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        _INSERT_INBOUND_RULE,
         [
             (tenant_id, i, r.name, r.trunk_id, r.did, r.from_, r.extensions, r.enabled)
             for i, r in enumerate(rules)
@@ -79,11 +116,6 @@ async def replace_inbound_rules(
 
 
 async def get_outbound_rules(conn: Connection, tenant_id: TenantId) -> list[OutboundRule]:
-    rows = await conn.fetch(
-        "SELECT name, from_extensions, prefix, min_length, max_length, strip, prepend, trunks, "
-        "sender, enabled FROM outbound_rules WHERE tenant_id = $1 ORDER BY position",
-        tenant_id,
-    )
     return [
         OutboundRule.model_construct(
             name=r["name"],
@@ -97,18 +129,16 @@ async def get_outbound_rules(conn: Connection, tenant_id: TenantId) -> list[Outb
             sender=r["sender"],
             enabled=r["enabled"],
         )
-        for r in rows
+        for r in await conn.fetch(_GET_OUTBOUND_RULES, tenant_id)
     ]
 
 
 async def replace_outbound_rules(
     conn: Connection, tenant_id: TenantId, rules: list[OutboundRule]
 ) -> None:
-    await conn.execute("DELETE FROM outbound_rules WHERE tenant_id = $1", tenant_id)
+    await conn.execute(_DELETE_OUTBOUND_RULES, tenant_id)
     await conn.executemany(
-        "INSERT INTO outbound_rules (tenant_id, position, name, from_extensions, prefix, "
-        "min_length, max_length, strip, prepend, trunks, sender, enabled) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        _INSERT_OUTBOUND_RULE,
         [
             (
                 tenant_id,
@@ -130,8 +160,4 @@ async def replace_outbound_rules(
 
 
 async def extensions_used_by_rules(conn: Connection, tenant_id: TenantId) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT DISTINCT unnest(extensions) AS extension FROM inbound_rules WHERE tenant_id = $1",
-        tenant_id,
-    )
-    return {r["extension"] for r in rows}
+    return {r["extension"] for r in await conn.fetch(_EXTENSIONS_USED_BY_RULES, tenant_id)}

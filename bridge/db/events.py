@@ -6,10 +6,56 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bridge.crypto import Sealed
 from bridge.db.notify import EVENTS
 from bridge.db.pool import Connection, notify
 from bridge.events import conversation_key, new_event_id, payload
 from bridge.models import EventId, Message, MessageId, TenantId
+
+_INSERT = """
+INSERT INTO events (id, tenant_id, message_id, type, conversation, payload, delivery_status,
+    stream_seq)
+SELECT id, tenant_id, message_id, type, conversation, payload, status,
+       CASE WHEN status = 'pending' THEN nextval('event_stream_seq') END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])
+     AS u(id, tenant_id, message_id, type, conversation, payload, status)
+"""
+
+_HELD_FOR_MESSAGE = """
+SELECT id FROM events WHERE message_id = $1 AND delivery_status = 'held' FOR UPDATE
+"""
+
+_RELEASE = """
+UPDATE events SET payload = $2, delivery_status = 'pending', next_attempt_at = now(),
+       stream_seq = nextval('event_stream_seq')
+WHERE id = $1 AND delivery_status = 'held'
+"""
+
+_DELIVERED = """
+UPDATE events SET delivery_status = 'delivered', delivered_at = now(), claimed_by = NULL,
+       last_error = NULL
+WHERE id = ANY ($1::text[]) AND claimed_by = $2
+"""
+
+_RETRY_LATER = """
+UPDATE events SET claimed_by = NULL, last_error = $3,
+       next_attempt_at = now() + make_interval(secs => $4)
+WHERE id = $1 AND claimed_by = $2
+"""
+
+_DEAD = """
+UPDATE events SET delivery_status = 'dead', claimed_by = NULL, last_error = $3
+WHERE id = $1 AND claimed_by = $2
+"""
+
+_STREAM_AFTER = """
+SELECT stream_seq, id, type, payload::text AS payload FROM events
+WHERE tenant_id = $1 AND stream_seq > $2 ORDER BY stream_seq LIMIT $3
+"""
+
+_STREAM_POSITION = "SELECT stream_seq FROM events WHERE tenant_id = $1 AND id = $2"
+
+_STREAM_HEAD = "SELECT max(stream_seq) FROM events"
 
 
 @dataclass(frozen=True)
@@ -22,21 +68,12 @@ class NewEvent:
     payload: dict[str, object] | None
 
 
-async def insert(conn: Connection, event: NewEvent, *, held: bool) -> None:
-    """Queue an event; a held one waits (e.g. for its media) and is not streamed yet."""
-    await insert_many(conn, [(event, held)])
-
-
 async def insert_many(conn: Connection, events: Sequence[tuple[NewEvent, bool]]) -> None:
     """Queue events (each with whether it is held), in order, and wake the delivery workers."""
     if not events:
         return
     await conn.execute(
-        "INSERT INTO events (id, tenant_id, message_id, type, conversation, payload, "
-        "delivery_status, stream_seq) SELECT id, tenant_id, message_id, type, conversation, "
-        "payload, status, CASE WHEN status = 'pending' THEN nextval('event_stream_seq') END "
-        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], "
-        "$7::text[]) AS u(id, tenant_id, message_id, type, conversation, payload, status)",
+        _INSERT,
         [e.id for e, _ in events],
         [e.tenant_id for e, _ in events],
         [e.message_id for e, _ in events],
@@ -62,26 +99,13 @@ def new_event(message: Message, event_type: str, *, held: bool) -> NewEvent:
     )
 
 
-async def queue_event(conn: Connection, message: Message, event_type: str, *, held: bool) -> None:
-    """An event about ``message``, which the caller already holds as it now stands."""
-    await insert(conn, new_event(message, event_type, held=held), held=held)
+async def held_for_message(conn: Connection, message_id: MessageId) -> list[EventId]:
+    """The message's events still waiting (for its media), locked."""
+    return [EventId(r["id"]) for r in await conn.fetch(_HELD_FOR_MESSAGE, message_id)]
 
 
-async def held_for_message(conn: Connection, message_id: MessageId) -> list[str]:
-    rows = await conn.fetch(
-        "SELECT id FROM events WHERE message_id = $1 AND delivery_status = 'held' FOR UPDATE",
-        message_id,
-    )
-    return [r["id"] for r in rows]
-
-
-async def release(conn: Connection, event_id: str, payload: dict[str, object]) -> None:
-    await conn.execute(
-        "UPDATE events SET payload = $2, delivery_status = 'pending', next_attempt_at = now(), "
-        "stream_seq = nextval('event_stream_seq') WHERE id = $1 AND delivery_status = 'held'",
-        event_id,
-        json.dumps(payload),
-    )
+async def release(conn: Connection, event_id: EventId, payload: dict[str, object]) -> None:
+    await conn.execute(_RELEASE, event_id, json.dumps(payload))
     await notify(conn, EVENTS)
 
 
@@ -89,13 +113,12 @@ async def release(conn: Connection, event_id: str, payload: dict[str, object]) -
 class Claimed:
     """An event this worker may deliver now, with where to deliver it."""
 
-    id: str
-    tenant_id: str
+    id: EventId
+    tenant_id: TenantId
     payload: str
     attempts: int
     url: str
-    secret_key_id: str
-    secret_sealed: bytes
+    secret: Sealed
     age_seconds: float
 
 
@@ -125,63 +148,47 @@ RETURNING e.id, e.tenant_id, e.payload::text AS payload, e.attempts, d.url, d.se
 
 
 async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float) -> list[Claimed]:
-    rows = await conn.fetch(_CLAIM, worker, limit, stale_seconds)
-    return [Claimed(**dict(r)) for r in rows]
+    return [
+        Claimed(
+            id=EventId(r["id"]),
+            tenant_id=TenantId(r["tenant_id"]),
+            payload=r["payload"],
+            attempts=r["attempts"],
+            url=r["url"],
+            secret=Sealed(r["secret_key_id"], r["secret_sealed"]),
+            age_seconds=r["age_seconds"],
+        )
+        for r in await conn.fetch(_CLAIM, worker, limit, stale_seconds)
+    ]
 
 
 async def delivered(conn: Connection, event_ids: Sequence[str], worker: str) -> None:
     """Acknowledged by the PBX; only while ``worker`` still holds their claims."""
-    await conn.execute(
-        "UPDATE events SET delivery_status = 'delivered', delivered_at = now(), claimed_by = NULL, "
-        "last_error = NULL WHERE id = ANY ($1::text[]) AND claimed_by = $2",
-        list(event_ids),
-        worker,
-    )
+    await conn.execute(_DELIVERED, list(event_ids), worker)
 
 
 async def retry_later(
     conn: Connection, event_id: str, worker: str, delay: float, error: str
 ) -> None:
-    await conn.execute(
-        "UPDATE events SET claimed_by = NULL, last_error = $3, "
-        "next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1 AND claimed_by = $2",
-        event_id,
-        worker,
-        error[:500],
-        delay,
-    )
+    await conn.execute(_RETRY_LATER, event_id, worker, error[:500], delay)
 
 
 async def dead(conn: Connection, event_id: str, worker: str, error: str) -> None:
-    await conn.execute(
-        "UPDATE events SET delivery_status = 'dead', claimed_by = NULL, last_error = $3 "
-        "WHERE id = $1 AND claimed_by = $2",
-        event_id,
-        worker,
-        error[:500],
-    )
+    await conn.execute(_DEAD, event_id, worker, error[:500])
 
 
 async def stream_after(
     conn: Connection, tenant_id: TenantId, after: int, limit: int
 ) -> list[tuple[int, str, str, str]]:
-    rows = await conn.fetch(
-        "SELECT stream_seq, id, type, payload::text AS payload FROM events "
-        "WHERE tenant_id = $1 AND stream_seq > $2 ORDER BY stream_seq LIMIT $3",
-        tenant_id,
-        after,
-        limit,
-    )
+    rows = await conn.fetch(_STREAM_AFTER, tenant_id, after, limit)
     return [(r["stream_seq"], r["id"], r["type"], r["payload"]) for r in rows]
 
 
 async def stream_position(conn: Connection, tenant_id: TenantId, event_id: str) -> int | None:
-    seq: int | None = await conn.fetchval(
-        "SELECT stream_seq FROM events WHERE tenant_id = $1 AND id = $2", tenant_id, event_id
-    )
+    seq: int | None = await conn.fetchval(_STREAM_POSITION, tenant_id, event_id)
     return seq
 
 
 async def stream_head(conn: Connection) -> int:
-    head: int | None = await conn.fetchval("SELECT max(stream_seq) FROM events")
+    head: int | None = await conn.fetchval(_STREAM_HEAD)
     return head or 0

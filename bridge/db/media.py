@@ -1,30 +1,20 @@
-"""Repository: the inbound media fetch queue."""
+"""Repository: media — inbound MMS items and their fetch queue, and the outbound files that
+Twilio fetches from the public listener."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bridge.crypto import StoredSecrets
 from bridge.db.pool import Connection
-from bridge.db.sms_configs import StoredSecrets
-from bridge.models import ConfigId, MessageId, TenantId
+from bridge.db.sms_configs import stored_secrets
+from bridge.models import ConfigId, MediaStatus, MessageId, TenantId
 
-
-@dataclass(frozen=True)
-class MediaJob:
-    """One media item to fetch, with the credentials of the configuration it came in on."""
-
-    message_id: MessageId
-    position: int
-    source_url: str
-    content_type: str | None
-    attempts: int
-    tenant_id: TenantId
-    config_id: ConfigId
-    account_sid: str
-    credential_type: str
-    api_key_sid: str | None
-    secrets: StoredSecrets
-
+_INSERT_INBOUND = """
+INSERT INTO message_media (message_id, position, status, source_url, content_type, last_error)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
 
 # As for events: rows this worker still holds between batches are leftovers of a failed one.
 _CLAIM = """
@@ -43,9 +33,108 @@ RETURNING m.message_id, m.position, m.source_url, m.content_type, m.attempts, ms
           c.auth_token_sealed, c.api_key_secret_sealed
 """
 
+_LOCK_MESSAGE = "SELECT 1 FROM messages WHERE id = $1 FOR UPDATE"
+
+_STORED = """
+UPDATE message_media SET status = 'stored', content_type = $4, size = $5, sha256 = $6, data = $7,
+       claimed_by = NULL, last_error = NULL
+WHERE message_id = $1 AND position = $2 AND claimed_by = $3
+"""
+
+_FAILED = """
+UPDATE message_media SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END,
+       last_error = $4, claimed_by = NULL,
+       next_attempt_at = now() + make_interval(secs => coalesce($5::float8, 0))
+WHERE message_id = $1 AND position = $2 AND claimed_by = $3
+"""
+
+_PENDING_LEFT = """
+SELECT count(*) FROM message_media WHERE message_id = $1 AND status = 'pending'
+"""
+
+_STORED_ITEM = """
+SELECT mm.status, mm.content_type, mm.data FROM message_media mm
+JOIN messages m ON m.id = mm.message_id
+WHERE m.tenant_id = $1 AND mm.message_id = $2 AND mm.position = $3
+"""
+
+_INSERT_OUTBOUND_FILE = """
+INSERT INTO outbound_media (message_id, position, token, content_type, data, expires_at)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+"""
+
+_INSERT_OUTBOUND_ITEM = """
+INSERT INTO message_media (message_id, position, status, content_type, size)
+VALUES ($1, $2, 'stored', $3, $4)
+"""
+
+_OUTBOUND_FILE = """
+SELECT content_type, data FROM outbound_media WHERE token = $1 AND expires_at > now()
+"""
+
+
+@dataclass(frozen=True)
+class MediaJob:
+    """One media item to fetch, with the credentials of the configuration it came in on."""
+
+    message_id: MessageId
+    position: int
+    source_url: str
+    content_type: str | None
+    attempts: int
+    tenant_id: TenantId
+    config_id: ConfigId
+    account_sid: str
+    api_key_sid: str | None
+    secrets: StoredSecrets
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """A media item's bytes and type, as served."""
+
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An inbound or outbound item of a message: its bytes when they are stored."""
+
+    status: MediaStatus
+    file: MediaFile | None
+
+
+@dataclass(frozen=True)
+class OutboundFile:
+    """A file of an outbound MMS, served to Twilio under its unguessable token."""
+
+    token: str
+    content_type: str
+    data: bytes
+
+
+async def insert_inbound(
+    conn: Connection, message_id: MessageId, items: Sequence[tuple[str, str | None]], fail_from: int
+) -> None:
+    """One pending row per media URL; items from ``fail_from`` on are over the limit."""
+    await conn.executemany(
+        _INSERT_INBOUND,
+        [
+            (
+                message_id,
+                i,
+                "pending" if i < fail_from else "failed",
+                url,
+                content_type,
+                None if i < fail_from else "more media items than media_max_items",
+            )
+            for i, (url, content_type) in enumerate(items)
+        ],
+    )
+
 
 async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float) -> list[MediaJob]:
-    rows = await conn.fetch(_CLAIM, worker, limit, stale_seconds)
     return [
         MediaJob(
             message_id=MessageId(r["message_id"]),
@@ -56,38 +145,30 @@ async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float)
             tenant_id=TenantId(r["tenant_id"]),
             config_id=ConfigId(r["config_id"]),
             account_sid=r["account_sid"],
-            credential_type=r["credential_type"],
             api_key_sid=r["api_key_sid"],
-            secrets=StoredSecrets.of(r),
+            secrets=stored_secrets(r),
         )
-        for r in rows
+        for r in await conn.fetch(_CLAIM, worker, limit, stale_seconds)
     ]
 
 
 async def lock_message(conn: Connection, message_id: MessageId) -> None:
     """Serialises the completion check of one message's media across workers."""
-    await conn.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", message_id)
+    await conn.execute(_LOCK_MESSAGE, message_id)
 
 
 async def stored(
-    conn: Connection,
-    job: MediaJob,
-    worker: str,
-    content_type: str,
-    data: bytes,
-    sha256: str,
+    conn: Connection, job: MediaJob, worker: str, file: MediaFile, sha256: str
 ) -> None:
     await conn.execute(
-        "UPDATE message_media SET status = 'stored', content_type = $4, size = $5, sha256 = $6, "
-        "data = $7, claimed_by = NULL, last_error = NULL "
-        "WHERE message_id = $1 AND position = $2 AND claimed_by = $3",
+        _STORED,
         job.message_id,
         job.position,
         worker,
-        content_type,
-        len(data),
+        file.content_type,
+        len(file.data),
         sha256,
-        data,
+        file.data,
     )
 
 
@@ -95,22 +176,43 @@ async def failed(
     conn: Connection, job: MediaJob, worker: str, error: str, retry_in: float | None
 ) -> None:
     """Retry later, or (``retry_in`` None) give up and mark the item missing."""
-    await conn.execute(
-        "UPDATE message_media SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' "
-        "ELSE 'pending' END, last_error = $4, claimed_by = NULL, "
-        "next_attempt_at = now() + make_interval(secs => coalesce($5::float8, 0)) "
-        "WHERE message_id = $1 AND position = $2 AND claimed_by = $3",
-        job.message_id,
-        job.position,
-        worker,
-        error[:500],
-        retry_in,
-    )
+    await conn.execute(_FAILED, job.message_id, job.position, worker, error[:500], retry_in)
 
 
 async def pending_left(conn: Connection, message_id: MessageId) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM message_media WHERE message_id = $1 AND status = 'pending'",
-        message_id,
-    )
+    count: int = await conn.fetchval(_PENDING_LEFT, message_id)
     return count
+
+
+async def stored_item(
+    conn: Connection, tenant_id: TenantId, message_id: MessageId, index: int
+) -> StoredItem | None:
+    row = await conn.fetchrow(_STORED_ITEM, tenant_id, message_id, index)
+    if row is None:
+        return None
+    if row["status"] != "stored" or row["data"] is None:
+        return StoredItem(row["status"], None)
+    content_type = row["content_type"] or "application/octet-stream"
+    return StoredItem("stored", MediaFile(content_type, bytes(row["data"])))
+
+
+async def insert_outbound(
+    conn: Connection, message_id: MessageId, files: Sequence[OutboundFile], ttl_seconds: float
+) -> None:
+    """An outbound MMS's files (served to Twilio until they expire) and its media items."""
+    await conn.executemany(
+        _INSERT_OUTBOUND_FILE,
+        [
+            (message_id, i, f.token, f.content_type, f.data, ttl_seconds)
+            for i, f in enumerate(files)
+        ],
+    )
+    await conn.executemany(
+        _INSERT_OUTBOUND_ITEM,
+        [(message_id, i, f.content_type, len(f.data)) for i, f in enumerate(files)],
+    )
+
+
+async def outbound_file(conn: Connection, token: str) -> MediaFile | None:
+    row = await conn.fetchrow(_OUTBOUND_FILE, token)
+    return None if row is None else MediaFile(row["content_type"], bytes(row["data"]))

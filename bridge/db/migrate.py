@@ -50,6 +50,16 @@ def code_version() -> int:
     return migrations[-1].version if migrations else 0
 
 
+_SCHEMA_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
+
+_SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"
+
+_LOCK = "SELECT pg_advisory_lock($1)"
+
+_UNLOCK = "SELECT pg_advisory_unlock($1)"
+
+_RECORD = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
+
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer PRIMARY KEY,
@@ -61,10 +71,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 async def schema_version(conn: Connection) -> int:
     """The database's schema version; 0 when it has never been migrated."""
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    exists = await conn.fetchval(_SCHEMA_EXISTS)
     if not exists:
         return 0
-    version: int | None = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+    version: int | None = await conn.fetchval(_SCHEMA_VERSION)
     return version or 0
 
 
@@ -72,7 +82,7 @@ async def migrate(conn: Connection) -> list[int]:
     """Apply what is missing under an advisory lock; returns the versions applied."""
     migrations = load_migrations()
     latest = migrations[-1].version if migrations else 0
-    await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+    await conn.execute(_LOCK, ADVISORY_LOCK_KEY)
     try:
         await conn.execute(_VERSION_TABLE)
         current = await schema_version(conn)
@@ -87,13 +97,9 @@ async def migrate(conn: Connection) -> list[int]:
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+                await conn.execute(_RECORD, migration.version, migration.name)
             log.info("db.migrated", version=migration.version, name=migration.name)
             applied.append(migration.version)
         return applied
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+        await conn.execute(_UNLOCK, ADVISORY_LOCK_KEY)

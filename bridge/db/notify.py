@@ -21,6 +21,8 @@ CHANNELS = (EVENTS, MEDIA, OUTBOUND)
 # that much later at worst; this process's own workers are woken at once.
 NOTIFY_INTERVAL = 0.02
 
+_NOTIFY_MANY = "SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c"
+
 
 class Listener:
     """Wake-ups are hints only: every waiter also polls, so a lost notification costs a delay."""
@@ -68,7 +70,7 @@ class Listener:
             if conn is None or conn.is_closed():
                 return  # the others poll; they are also woken when this connection is back
             try:
-                await conn.execute("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", channels)
+                await conn.execute(_NOTIFY_MANY, channels)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("db.notify_failed", error=str(exc))
                 return

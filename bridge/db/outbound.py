@@ -1,4 +1,4 @@
-"""Repository: outbound messages, the send queue, sender leases, outbound media, idempotency."""
+"""Repository: outbound messages, the send queue, sender leases, idempotency keys."""
 
 from __future__ import annotations
 
@@ -6,11 +6,76 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
+from bridge.crypto import StoredSecrets
 from bridge.db.notify import OUTBOUND
 from bridge.db.pool import Connection, Record, notify
-from bridge.db.sms_configs import StoredSecrets
+from bridge.db.sms_configs import stored_secrets
 from bridge.models import ConfigId, MessageId, TenantId
+
+SendState = Literal["queued", "done", "failed"]
+
+_INSERT_MESSAGE = """
+INSERT INTO messages (id, tenant_id, config_id, direction, status, status_rank, from_number,
+    to_number, body, extensions, from_extension, segments, encoding, routing, num_media)
+VALUES ($1, $2, $3, 'outbound', 'accepted', 0, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+RETURNING created_at
+"""
+
+# The sender's row is upserted (its pace may have changed with the number's settings), the
+# text joins the end of its queue, and its history starts at `accepted`.
+_QUEUE = """
+WITH history AS (
+    INSERT INTO message_status_history (message_id, status) VALUES ($1, 'accepted')),
+sender AS (
+    INSERT INTO senders (sender_key, config_id, mps) VALUES ($2, $3, $4)
+    ON CONFLICT (sender_key) DO UPDATE SET mps = excluded.mps
+    RETURNING sender_key)
+INSERT INTO sends (message_id, sender_key, state) SELECT $1, sender_key, 'queued' FROM sender
+"""
+
+_DELETE_STALE_KEY = """
+DELETE FROM idempotency_keys
+WHERE tenant_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'
+"""
+
+_CLAIM_KEY = """
+INSERT INTO idempotency_keys (tenant_id, key, request_hash, message_id) VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant_id, key) DO NOTHING
+RETURNING message_id
+"""
+
+_KEY_HOLDER = """
+SELECT request_hash, message_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2
+"""
+
+# A sender is due when its pace allows a send and the head of its queue is due; a lease this
+# worker holds but is not running was left by a failure, and is taken again.
+_CLAIM_SENDERS = """
+UPDATE senders p SET claimed_by = $1, heartbeat_at = now()
+WHERE p.sender_key IN (
+    SELECT q.sender_key FROM senders q
+    WHERE q.next_free_at <= now()
+      AND (q.claimed_by IS NULL OR q.heartbeat_at < now() - make_interval(secs => $3)
+           OR (q.claimed_by = $1 AND NOT q.sender_key = ANY ($4::text[])))
+      AND (SELECT s.next_attempt_at FROM sends s
+           WHERE s.sender_key = q.sender_key AND s.state = 'queued'
+           ORDER BY s.seq LIMIT 1) <= now()
+    ORDER BY q.next_free_at
+    LIMIT $2
+    FOR UPDATE OF q SKIP LOCKED)
+RETURNING p.sender_key, p.next_free_at
+"""
+
+_BEAT = """
+UPDATE senders SET heartbeat_at = now() WHERE sender_key = $1 AND claimed_by = $2 RETURNING 1
+"""
+
+_RELEASE_SENDER = """
+UPDATE senders SET claimed_by = NULL, next_free_at = greatest(next_free_at, $3)
+WHERE sender_key = $1 AND claimed_by = $2
+"""
 
 
 @dataclass(frozen=True)
@@ -30,13 +95,11 @@ class NewOutbound:
     num_media: int = 0
 
 
-async def insert(conn: Connection, m: NewOutbound) -> None:
-    """The message (accepted), its place in its sender's queue, and a wake-up for the senders."""
-    await conn.execute(
-        "INSERT INTO messages (id, tenant_id, config_id, direction, status, status_rank, "
-        "from_number, to_number, body, extensions, from_extension, segments, encoding, routing, "
-        "num_media) "
-        "VALUES ($1, $2, $3, 'outbound', 'accepted', 0, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+async def insert(conn: Connection, m: NewOutbound) -> datetime:
+    """The message (accepted), its place in its sender's queue, and a wake-up for the senders
+    once committed; when it was stored."""
+    created_at: datetime = await conn.fetchval(
+        _INSERT_MESSAGE,
         m.id,
         m.tenant_id,
         m.config_id,
@@ -50,79 +113,21 @@ async def insert(conn: Connection, m: NewOutbound) -> None:
         json.dumps(m.routing),
         m.num_media,
     )
-    await conn.execute(
-        "INSERT INTO message_status_history (message_id, status) VALUES ($1, 'accepted')", m.id
-    )
-    await conn.execute(
-        "INSERT INTO senders (sender_key, config_id, mps) VALUES ($1, $2, $3) "
-        "ON CONFLICT (sender_key) DO UPDATE SET mps = excluded.mps",
-        m.sender_key,
-        m.config_id,
-        m.mps,
-    )
-    await conn.execute(
-        "INSERT INTO sends (message_id, sender_key, state) VALUES ($1, $2, 'queued')",
-        m.id,
-        m.sender_key,
-    )
+    await conn.execute(_QUEUE, m.id, m.sender_key, m.config_id, m.mps)
     await notify(conn, OUTBOUND)
-
-
-async def insert_media(
-    conn: Connection,
-    message_id: MessageId,
-    items: list[tuple[str, str, bytes]],
-    ttl_seconds: float,
-) -> None:
-    await conn.executemany(
-        "INSERT INTO outbound_media (message_id, position, token, content_type, data, expires_at) "
-        "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
-        [
-            (message_id, i, token, content_type, data, ttl_seconds)
-            for i, (token, content_type, data) in enumerate(items)
-        ],
-    )
-    await conn.executemany(
-        "INSERT INTO message_media (message_id, position, status, content_type, size) "
-        "VALUES ($1, $2, 'stored', $3, $4)",
-        [(message_id, i, ct, len(data)) for i, (_, ct, data) in enumerate(items)],
-    )
-
-
-async def media_for_token(conn: Connection, token: str) -> Record | None:
-    return await conn.fetchrow(
-        "SELECT content_type, data FROM outbound_media WHERE token = $1 AND expires_at > now()",
-        token,
-    )
+    return created_at
 
 
 async def remember_key(
     conn: Connection, tenant_id: TenantId, key: str, request_hash: str, message_id: MessageId
-) -> tuple[str, str] | None:
+) -> tuple[str, MessageId] | None:
     """Claim an idempotency key; if it is taken (and younger than 24 h), its hash and message."""
-    await conn.execute(
-        "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 "
-        "AND created_at < now() - interval '24 hours'",
-        tenant_id,
-        key,
-    )
-    row = await conn.fetchrow(
-        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, message_id) "
-        "VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, key) DO NOTHING RETURNING message_id",
-        tenant_id,
-        key,
-        request_hash,
-        message_id,
-    )
-    if row is not None:
+    await conn.execute(_DELETE_STALE_KEY, tenant_id, key)
+    if await conn.fetchrow(_CLAIM_KEY, tenant_id, key, request_hash, message_id) is not None:
         return None
-    existing = await conn.fetchrow(
-        "SELECT request_hash, message_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-        tenant_id,
-        key,
-    )
+    existing = await conn.fetchrow(_KEY_HOLDER, tenant_id, key)
     assert existing is not None
-    return existing["request_hash"], existing["message_id"]
+    return existing["request_hash"], MessageId(existing["message_id"])
 
 
 async def claim_senders(
@@ -134,34 +139,19 @@ async def claim_senders(
 ) -> list[tuple[str, datetime]]:
     """Lease senders whose first queued message is due and whose pacing allows a send; a
     lease this worker holds but is not ``running`` was left by a failure, and is taken again."""
-    rows = await conn.fetch(
-        "UPDATE senders p SET claimed_by = $1, heartbeat_at = now() WHERE p.sender_key IN ("
-        " SELECT q.sender_key FROM senders q"
-        " WHERE q.next_free_at <= now()"
-        " AND (q.claimed_by IS NULL OR q.heartbeat_at < now() - make_interval(secs => $3)"
-        "      OR (q.claimed_by = $1 AND NOT q.sender_key = ANY ($4::text[])))"
-        " AND (SELECT s.next_attempt_at FROM sends s WHERE s.sender_key = q.sender_key"
-        "      AND s.state = 'queued' ORDER BY s.seq LIMIT 1) <= now()"
-        " ORDER BY q.next_free_at LIMIT $2 FOR UPDATE OF q SKIP LOCKED) "
-        "RETURNING p.sender_key, p.next_free_at",
-        worker,
-        limit,
-        stale_seconds,
-        list(running),
-    )
+    rows = await conn.fetch(_CLAIM_SENDERS, worker, limit, stale_seconds, list(running))
     return [(r["sender_key"], r["next_free_at"]) for r in rows]
+
+
+async def beat(conn: Connection, sender_key: str, worker: str) -> bool:
+    """Renew ``worker``'s lease on the sender; False if it no longer holds it."""
+    return await conn.fetchval(_BEAT, sender_key, worker) is not None
 
 
 async def release_sender(
     conn: Connection, sender_key: str, worker: str, next_free_at: datetime
 ) -> None:
-    await conn.execute(
-        "UPDATE senders SET claimed_by = NULL, next_free_at = greatest(next_free_at, $3) "
-        "WHERE sender_key = $1 AND claimed_by = $2",
-        sender_key,
-        worker,
-        next_free_at,
-    )
+    await conn.execute(_RELEASE_SENDER, sender_key, worker, next_free_at)
 
 
 @dataclass(frozen=True)
@@ -179,7 +169,6 @@ class SendJob:
     attempt_started_at: datetime | None
     sender_kind: str
     account_sid: str
-    credential_type: str
     api_key_sid: str | None
     secrets: StoredSecrets
     messaging_service_sid: str | None
@@ -192,6 +181,76 @@ class SendJob:
 # How far into a sender's queue a fetch looks for texts to other recipients: the heads of
 # the first this-many queued texts; later ones wait until the queue before them drains.
 LOOKAHEAD = 1000
+
+_START_SENDS = """
+WITH lease AS (
+    UPDATE senders SET heartbeat_at = now() WHERE sender_key = $1 AND claimed_by = $5
+    RETURNING 1),
+queued AS (
+    SELECT s.message_id, s.seq, s.attempts, s.attempt_started_at, s.next_attempt_at
+    FROM sends s WHERE s.sender_key = $1 AND s.state = 'queued' ORDER BY s.seq LIMIT $4),
+heads AS (
+    SELECT DISTINCT ON (m.to_number) q.* FROM queued q JOIN messages m ON m.id = q.message_id
+    ORDER BY m.to_number, q.seq),
+picked AS (
+    SELECT h.* FROM heads h
+    WHERE h.next_attempt_at <= now() AND NOT h.message_id = ANY ($3::text[])
+      AND EXISTS (SELECT FROM lease)
+    ORDER BY h.seq LIMIT $2),
+marked AS (
+    UPDATE sends s SET attempt_started_at = coalesce(s.attempt_started_at, now()),
+           attempts = s.attempts + 1
+    FROM picked k WHERE s.message_id = k.message_id
+    RETURNING s.message_id)
+SELECT h.message_id, h.attempts, h.attempt_started_at, m.tenant_id, m.config_id, m.to_number,
+       m.from_number, m.body, m.segments, m.routing, m.created_at, c.account_sid, c.api_key_sid,
+       c.secrets_key_id, c.auth_token_sealed, c.api_key_secret_sealed, p.mps,
+       w.token AS webhook_token,
+       coalesce((SELECT array_agg(o.token ORDER BY o.position) FROM outbound_media o
+                 WHERE o.message_id = h.message_id), '{}') AS media_tokens
+FROM picked h
+JOIN marked USING (message_id)
+JOIN messages m ON m.id = h.message_id
+JOIN sms_configs c ON c.id = m.config_id
+JOIN senders p ON p.sender_key = $1
+JOIN webhook_tokens w ON w.config_id = c.id AND w.valid_until IS NULL
+ORDER BY h.seq
+"""
+
+_RETRY = """
+UPDATE sends SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3,
+       attempt_started_at = CASE WHEN $4 THEN NULL ELSE attempt_started_at END
+WHERE message_id = $1
+"""
+
+_FINISH = "UPDATE sends SET state = $2, last_error = $3 WHERE message_id = $1"
+
+# Under each sid's lock (see statuses.lock_sid): record the sid (and the number a messaging
+# service chose) and close the send.
+_SENT = """
+WITH locked AS (
+    SELECT i.*, pg_advisory_xact_lock(hashtextextended(i.config_id || ':' || i.sid, 0))
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         AS i(message_id, config_id, sid, from_number)),
+done AS (
+    UPDATE sends s SET state = 'done', last_error = NULL FROM locked l
+    WHERE s.message_id = l.message_id)
+UPDATE messages m SET twilio_sid = l.sid, from_number = coalesce(l.from_number, m.from_number),
+       updated_at = now()
+FROM locked l WHERE m.id = l.message_id
+"""
+
+_KNOWN_SIDS = """
+SELECT twilio_sid FROM messages WHERE config_id = $1 AND twilio_sid = ANY ($2::text[])
+"""
+
+_QUEUE_DEPTH = "SELECT count(*) FROM sends WHERE state = 'queued'"
+
+_QUEUED_FOR_CONFIG = """
+SELECT m.id FROM sends s JOIN messages m ON m.id = s.message_id
+WHERE m.config_id = $1 AND s.state = 'queued'
+FOR UPDATE OF s
+"""
 
 
 async def start_sends(
@@ -210,37 +269,7 @@ async def start_sends(
     stopped) costs one look at Twilio's list, never a second send. Each job carries the mark
     as it was before, which says whether an earlier attempt may have reached Twilio. One
     statement for all of it: it runs on the hot path."""
-    rows = await conn.fetch(
-        "WITH lease AS (UPDATE senders SET heartbeat_at = now()"
-        "   WHERE sender_key = $1 AND claimed_by = $5 RETURNING 1),"
-        " queued AS (SELECT s.message_id, s.seq, s.attempts, s.attempt_started_at,"
-        "   s.next_attempt_at FROM sends s"
-        "   WHERE s.sender_key = $1 AND s.state = 'queued' ORDER BY s.seq LIMIT $4),"
-        " heads AS (SELECT DISTINCT ON (m.to_number) q.* FROM queued q"
-        "   JOIN messages m ON m.id = q.message_id ORDER BY m.to_number, q.seq),"
-        " picked AS (SELECT h.* FROM heads h WHERE h.next_attempt_at <= now()"
-        "   AND NOT h.message_id = ANY ($3::text[]) AND EXISTS (SELECT FROM lease)"
-        "   ORDER BY h.seq LIMIT $2),"
-        " marked AS (UPDATE sends s SET attempt_started_at = coalesce(s.attempt_started_at,"
-        "   now()), attempts = s.attempts + 1 FROM picked k WHERE s.message_id = k.message_id"
-        "   RETURNING s.message_id)"
-        " SELECT h.message_id, h.attempts, h.attempt_started_at,"
-        " m.tenant_id, m.config_id, m.to_number, m.from_number, m.body, m.segments, m.routing,"
-        " m.created_at, c.account_sid, c.credential_type, c.api_key_sid, c.secrets_key_id,"
-        " c.auth_token_sealed, c.api_key_secret_sealed, p.mps, w.token AS webhook_token,"
-        " coalesce((SELECT array_agg(o.token ORDER BY o.position) FROM outbound_media o"
-        "           WHERE o.message_id = h.message_id), '{}') AS media_tokens"
-        " FROM picked h JOIN marked USING (message_id) JOIN messages m ON m.id = h.message_id"
-        " JOIN sms_configs c ON c.id = m.config_id"
-        " JOIN senders p ON p.sender_key = $1"
-        " JOIN webhook_tokens w ON w.config_id = c.id AND w.valid_until IS NULL"
-        " ORDER BY h.seq",
-        sender_key,
-        limit,
-        list(in_flight),
-        LOOKAHEAD,
-        worker,
-    )
+    rows = await conn.fetch(_START_SENDS, sender_key, limit, list(in_flight), LOOKAHEAD, worker)
     return [_job(row) for row in rows]
 
 
@@ -259,9 +288,8 @@ def _job(row: Record) -> SendJob:
         attempt_started_at=row["attempt_started_at"],
         sender_kind=kind,
         account_sid=row["account_sid"],
-        credential_type=row["credential_type"],
         api_key_sid=row["api_key_sid"],
-        secrets=StoredSecrets.of(row),
+        secrets=stored_secrets(row),
         messaging_service_sid=row["from_number"] if kind == "messaging_service" else None,
         created_at=row["created_at"],
         mps=row["mps"],
@@ -274,26 +302,13 @@ async def retry_send(
     conn: Connection, message_id: MessageId, delay: float, error: str, *, certain: bool
 ) -> None:
     """Try again later; ``certain`` that Twilio did not take it clears the reconcile mark."""
-    await conn.execute(
-        "UPDATE sends SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3, "
-        "attempt_started_at = CASE WHEN $4 THEN NULL ELSE attempt_started_at END "
-        "WHERE message_id = $1",
-        message_id,
-        delay,
-        error[:500],
-        certain,
-    )
+    await conn.execute(_RETRY, message_id, delay, error[:500], certain)
 
 
 async def finish_send(
-    conn: Connection, message_id: MessageId, state: str, error: str | None = None
+    conn: Connection, message_id: MessageId, state: SendState, error: str | None = None
 ) -> None:
-    await conn.execute(
-        "UPDATE sends SET state = $2, last_error = $3 WHERE message_id = $1",
-        message_id,
-        state,
-        error,
-    )
+    await conn.execute(_FINISH, message_id, state, error)
 
 
 @dataclass(frozen=True)
@@ -307,17 +322,9 @@ class Sent:
 
 
 async def sent(conn: Connection, batch: Sequence[Sent]) -> None:
-    """For each text, under its sid's lock (see messages.lock_sid): record the sid (and the
-    number a messaging service chose) and close the send. One statement for the batch."""
+    """Record each text's sid and close its send; one statement for the batch."""
     await conn.execute(
-        "WITH locked AS (SELECT i.*, pg_advisory_xact_lock(hashtextextended(i.config_id || ':'"
-        "   || i.sid, 0)) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
-        "   AS i(message_id, config_id, sid, from_number)),"
-        " done AS (UPDATE sends s SET state = 'done', last_error = NULL FROM locked l"
-        "   WHERE s.message_id = l.message_id)"
-        " UPDATE messages m SET twilio_sid = l.sid,"
-        "   from_number = coalesce(l.from_number, m.from_number), updated_at = now()"
-        " FROM locked l WHERE m.id = l.message_id",
+        _SENT,
         [t.message_id for t in batch],
         [t.config_id for t in batch],
         [t.sid for t in batch],
@@ -325,25 +332,16 @@ async def sent(conn: Connection, batch: Sequence[Sent]) -> None:
     )
 
 
-async def sid_known(conn: Connection, config_id: ConfigId, sid: str) -> bool:
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE config_id = $1 AND twilio_sid = $2)",
-        config_id,
-        sid,
-    )
-    return found
+async def known_sids(conn: Connection, config_id: ConfigId, sids: Sequence[str]) -> set[str]:
+    """Which of these sids already belong to a message of the configuration."""
+    return {r["twilio_sid"] for r in await conn.fetch(_KNOWN_SIDS, config_id, list(sids))}
 
 
 async def queue_depth(conn: Connection) -> int:
-    depth: int = await conn.fetchval("SELECT count(*) FROM sends WHERE state = 'queued'")
+    depth: int = await conn.fetchval(_QUEUE_DEPTH)
     return depth
 
 
 async def queued_for_config(conn: Connection, config_id: ConfigId) -> list[MessageId]:
-    """Texts still waiting to be sent through this configuration."""
-    rows = await conn.fetch(
-        "SELECT m.id FROM sends s JOIN messages m ON m.id = s.message_id "
-        "WHERE m.config_id = $1 AND s.state = 'queued' FOR UPDATE OF s",
-        config_id,
-    )
-    return [MessageId(r["id"]) for r in rows]
+    """Texts still waiting to be sent through this configuration, locked."""
+    return [MessageId(r["id"]) for r in await conn.fetch(_QUEUED_FOR_CONFIG, config_id)]

@@ -45,15 +45,26 @@ _LOST = (
 )
 
 
+# Constraint violations that mean something to an API caller, by constraint name (the names
+# PostgreSQL gave them in the migrations); anything else is a plain conflict or missing reference.
+_IN_USE = {
+    "sms_configs_trunk_id_fkey": "the trunk carries an SMS configuration; delete that first",
+    "inbound_rules_trunk_id_fkey": "the trunk is named by an inbound rule; change the rules first",
+}
+_TAKEN = {
+    "sms_numbers_pkey": "a number is already used by another SMS configuration",
+    "sms_configs_trunk_id_key": "this trunk already has an SMS configuration",
+}
+
+
 def translate(exc: asyncpg.PostgresError) -> Exception:
-    """Map constraint violations to domain errors; anything else stays as it was."""
+    """Map constraint violations to domain errors by constraint name; others stay as they are."""
+    name = getattr(exc, "constraint_name", None) or ""
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return Conflict("that value is already in use")
+        return Conflict(_TAKEN.get(name, "that value is already in use"))
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        if "still referenced" in (exc.detail or ""):
-            return InUse(
-                "the resource is still in use: an SMS configuration or a rule refers to it"
-            )
+        if name in _IN_USE:
+            return InUse(_IN_USE[name])
         return NotFound("a referenced resource does not exist")
     return exc
 
@@ -75,6 +86,8 @@ async def _discard_if_lost(conn: Connection) -> AsyncIterator[None]:
         raise
 
 
+_NOTIFY = "SELECT pg_notify($1, '')"
+
 # Channels to notify once the current task's transaction commits (see `notify`).
 _AFTER_COMMIT: ContextVar[set[str] | None] = ContextVar("after_commit", default=None)
 
@@ -88,7 +101,27 @@ async def notify(conn: Connection, channel: str) -> None:
     if pending is not None:
         pending.add(channel)
     else:
-        await conn.execute("SELECT pg_notify($1, '')", channel)
+        await conn.execute(_NOTIFY, channel)
+
+
+class SlowQueryLog:
+    """Logs each statement that took longer than the threshold: its text, never its arguments
+    (they carry message bodies and sealed secrets)."""
+
+    def __init__(self, slow_query_ms: float) -> None:
+        self.threshold = slow_query_ms / 1000
+
+    def __call__(self, record: asyncpg.connection.LoggedQuery) -> None:
+        if record.elapsed > self.threshold:
+            log.warning(
+                "db.slow_query",
+                ms=round(record.elapsed * 1000, 1),
+                query=" ".join(record.query.split())[:300],
+                failed=record.exception is not None,
+            )
+
+    async def attach(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        conn.add_query_logger(self)
 
 
 class Database:
@@ -112,6 +145,7 @@ class Database:
                 command_timeout=60,
                 server_settings={"application_name": "sms-bridge"},
                 reset=_no_session_state,
+                init=SlowQueryLog(slow_query_ms).attach,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(

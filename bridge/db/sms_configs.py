@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from bridge.crypto import Sealed
+from bridge.crypto import StoredSecrets
 from bridge.db.pool import Connection, Record
-from bridge.models import ConfigId, SmsNumber, TenantId, TrunkId
+from bridge.models import ConfigId, NumberType, SmsNumber, TenantId, TrunkId
+
+CredentialType = Literal["auth_token", "api_key"]
 
 _CONFIG = (
     "id, tenant_id, trunk_id, name, account_sid, credential_type, api_key_sid, auth_token_last4, "
@@ -15,25 +20,120 @@ _CONFIG = (
     "allowed_countries, enabled, created_at, updated_at"
 )
 
+_GET = f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id = $2"
 
-@dataclass(frozen=True)
-class StoredSecrets:
-    """A configuration's sealed Twilio secrets, all under one key id."""
+_GET_FOR_UPDATE = _GET + " FOR UPDATE"
 
-    key_id: str
-    auth_token: bytes
-    api_key_secret: bytes | None
+_LIST_PAGE = f"""
+SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3
+"""
 
-    @classmethod
-    def of(cls, row: Record) -> StoredSecrets:
-        """From a row that selected the configuration's three secret columns."""
-        return cls(row["secrets_key_id"], row["auth_token_sealed"], row["api_key_secret_sealed"])
+_NUMBERS_OF = """
+SELECT config_id, number, type, mms, mps FROM sms_numbers
+WHERE config_id = ANY ($1::text[]) ORDER BY config_id, position
+"""
 
-    def auth_token_sealed(self) -> Sealed:
-        return Sealed(self.key_id, self.auth_token)
+_TOKENS_OF = """
+SELECT config_id, token, valid_until FROM webhook_tokens
+WHERE config_id = ANY ($1::text[]) AND (valid_until IS NULL OR valid_until > now())
+"""
 
-    def api_key_secret_sealed(self) -> Sealed | None:
-        return None if self.api_key_secret is None else Sealed(self.key_id, self.api_key_secret)
+_INSERT = """
+INSERT INTO sms_configs (id, tenant_id, trunk_id, name, account_sid, credential_type,
+    api_key_sid, auth_token_last4, secrets_key_id, auth_token_sealed, api_key_secret_sealed,
+    sender_id, messaging_service_sid, allowed_countries, enabled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+
+_UPDATE = """
+UPDATE sms_configs SET name = $2, account_sid = $3, credential_type = $4, api_key_sid = $5,
+    auth_token_last4 = $6, secrets_key_id = $7, auth_token_sealed = $8,
+    api_key_secret_sealed = $9, sender_id = $10, messaging_service_sid = $11,
+    allowed_countries = $12, enabled = $13, updated_at = now()
+WHERE id = $1
+"""
+
+_DELETE_NUMBERS = "DELETE FROM sms_numbers WHERE config_id = $1"
+
+_INSERT_NUMBER = """
+INSERT INTO sms_numbers (number, config_id, tenant_id, position, type, mms, mps)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+_NUMBERS_TAKEN = """
+SELECT EXISTS (SELECT 1 FROM sms_numbers WHERE number = ANY ($1::text[])
+               AND config_id IS DISTINCT FROM $2)
+"""
+
+_TENANT_NUMBERS = "SELECT number FROM sms_numbers WHERE tenant_id = $1"
+
+_TRUNK_HAS_CONFIG = "SELECT EXISTS (SELECT 1 FROM sms_configs WHERE trunk_id = $1)"
+
+_INSERT_WEBHOOK_TOKEN = "INSERT INTO webhook_tokens (token, config_id) VALUES ($1, $2)"
+
+_RETIRE_WEBHOOK_TOKEN = """
+UPDATE webhook_tokens SET valid_until = now() + make_interval(secs => $2)
+WHERE config_id = $1 AND valid_until IS NULL
+"""
+
+_DELETE = "DELETE FROM sms_configs WHERE tenant_id = $1 AND id = $2"
+
+_ALL_SEALED = """
+SELECT id, secrets_key_id, auth_token_sealed, api_key_secret_sealed FROM sms_configs FOR UPDATE
+"""
+
+_RESEAL = """
+UPDATE sms_configs SET secrets_key_id = $2, auth_token_sealed = $3, api_key_secret_sealed = $4
+WHERE id = $1
+"""
+
+_WEBHOOK_CONFIG = """
+SELECT c.id, c.tenant_id, c.trunk_id, c.enabled, c.account_sid, c.credential_type,
+       c.api_key_sid, c.secrets_key_id, c.auth_token_sealed, c.api_key_secret_sealed,
+       t.default_country, t.affinity_hours, t.rules_version
+FROM sms_configs c JOIN tenants t ON t.id = c.tenant_id
+"""
+
+_WEBHOOK_CONFIG_BY_TOKEN = (
+    _WEBHOOK_CONFIG
+    + """JOIN webhook_tokens w ON w.config_id = c.id
+WHERE w.token = $1 AND (w.valid_until IS NULL OR w.valid_until > now())
+"""
+)
+
+_WEBHOOK_CONFIG_BY_NUMBER = (
+    _WEBHOOK_CONFIG
+    + """JOIN sms_numbers n ON n.config_id = c.id
+WHERE n.number = $1 AND c.tenant_id = $2
+"""
+)
+
+# What outbound routing reads of the configurations on some trunks: one statement, numbers
+# folded in, for the send path.
+_SENDING_CONFIGS = """
+SELECT c.id, c.trunk_id, c.enabled, c.sender_id, c.messaging_service_sid, c.allowed_countries,
+       coalesce((SELECT json_agg(json_build_object('number', n.number, 'type', n.type,
+                                                   'mps', n.mps) ORDER BY n.position)
+                 FROM sms_numbers n WHERE n.config_id = c.id), '[]') AS numbers
+FROM sms_configs c
+"""
+
+_SENDING_CONFIGS_OF_TRUNKS = (
+    _SENDING_CONFIGS + "WHERE c.tenant_id = $1 AND c.trunk_id = ANY ($2::text[])"
+)
+
+_SENDING_CONFIG = _SENDING_CONFIGS + "WHERE c.tenant_id = $1 AND c.id = $2"
+
+
+def stored_secrets(row: Record) -> StoredSecrets:
+    """From a row that selected a configuration's three secret columns."""
+    return StoredSecrets(
+        row["secrets_key_id"], row["auth_token_sealed"], row["api_key_secret_sealed"]
+    )
+
+
+def credential_type(value: str) -> CredentialType:
+    return "api_key" if value == "api_key" else "auth_token"
 
 
 @dataclass(frozen=True)
@@ -45,7 +145,7 @@ class ConfigRow:
     trunk_id: TrunkId
     name: str
     account_sid: str
-    credential_type: str
+    credential_type: CredentialType
     api_key_sid: str | None
     auth_token_last4: str
     secrets: StoredSecrets
@@ -66,7 +166,7 @@ class ConfigValues:
 
     name: str
     account_sid: str
-    credential_type: str
+    credential_type: CredentialType
     api_key_sid: str | None
     auth_token_last4: str
     secrets: StoredSecrets
@@ -76,14 +176,55 @@ class ConfigValues:
     enabled: bool
 
 
-async def _assemble(conn: Connection, rows: list[Record]) -> list[ConfigRow]:
+@dataclass(frozen=True)
+class SealedConfig:
+    """A configuration's sealed secrets, for re-encryption under a new key."""
+
+    id: ConfigId
+    secrets: StoredSecrets
+
+
+@dataclass(frozen=True)
+class SendingNumber:
+    number: str
+    type: NumberType
+    mps: float | None
+
+
+@dataclass(frozen=True)
+class SendingConfig:
+    """The parts of a configuration that choosing a route and a sender reads."""
+
+    id: ConfigId
+    trunk_id: TrunkId
+    enabled: bool
+    sender_id: str | None
+    messaging_service_sid: str | None
+    allowed_countries: list[str]
+    numbers: dict[str, SendingNumber]
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """What a webhook needs to know about the configuration its token names."""
+
+    id: ConfigId
+    tenant_id: TenantId
+    trunk_id: TrunkId
+    enabled: bool
+    account_sid: str
+    credential_type: CredentialType
+    api_key_sid: str | None
+    secrets: StoredSecrets
+    default_country: str
+    affinity_hours: int
+    rules_version: int
+
+
+async def _assemble(conn: Connection, rows: Sequence[Record]) -> list[ConfigRow]:
     ids = [r["id"] for r in rows]
     numbers: dict[str, list[SmsNumber]] = {i: [] for i in ids}
-    for n in await conn.fetch(
-        "SELECT config_id, number, type, mms, mps FROM sms_numbers "
-        "WHERE config_id = ANY ($1::text[]) ORDER BY config_id, position",
-        ids,
-    ):
+    for n in await conn.fetch(_NUMBERS_OF, ids):
         numbers[n["config_id"]].append(
             SmsNumber.model_construct(
                 number=n["number"], type=n["type"], mms=n["mms"], mps=n["mps"]
@@ -91,11 +232,7 @@ async def _assemble(conn: Connection, rows: list[Record]) -> list[ConfigRow]:
         )
     current: dict[str, str] = {}
     previous: dict[str, datetime] = {}
-    for t in await conn.fetch(
-        "SELECT config_id, token, valid_until FROM webhook_tokens "
-        "WHERE config_id = ANY ($1::text[]) AND (valid_until IS NULL OR valid_until > now())",
-        ids,
-    ):
+    for t in await conn.fetch(_TOKENS_OF, ids):
         if t["valid_until"] is None:
             current[t["config_id"]] = t["token"]
         else:
@@ -110,10 +247,10 @@ async def _assemble(conn: Connection, rows: list[Record]) -> list[ConfigRow]:
             trunk_id=TrunkId(r["trunk_id"]),
             name=r["name"],
             account_sid=r["account_sid"],
-            credential_type=r["credential_type"],
+            credential_type=credential_type(r["credential_type"]),
             api_key_sid=r["api_key_sid"],
             auth_token_last4=r["auth_token_last4"],
-            secrets=StoredSecrets.of(r),
+            secrets=stored_secrets(r),
             sender_id=r["sender_id"],
             messaging_service_sid=r["messaging_service_sid"],
             allowed_countries=list(r["allowed_countries"]),
@@ -129,56 +266,21 @@ async def _assemble(conn: Connection, rows: list[Record]) -> list[ConfigRow]:
 
 
 async def get(conn: Connection, tenant_id: TenantId, config_id: ConfigId) -> ConfigRow | None:
-    row = await conn.fetchrow(
-        f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id = $2", tenant_id, config_id
-    )
-    if row is None:
-        return None
-    return (await _assemble(conn, [row]))[0]
+    row = await conn.fetchrow(_GET, tenant_id, config_id)
+    return None if row is None else (await _assemble(conn, [row]))[0]
 
 
 async def get_for_update(
     conn: Connection, tenant_id: TenantId, config_id: ConfigId
 ) -> ConfigRow | None:
-    row = await conn.fetchrow(
-        f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-        tenant_id,
-        config_id,
-    )
-    if row is None:
-        return None
-    return (await _assemble(conn, [row]))[0]
+    row = await conn.fetchrow(_GET_FOR_UPDATE, tenant_id, config_id)
+    return None if row is None else (await _assemble(conn, [row]))[0]
 
 
 async def list_page(
     conn: Connection, tenant_id: TenantId, after: str, limit: int
 ) -> list[ConfigRow]:
-    rows = await conn.fetch(
-        f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        tenant_id,
-        after,
-        limit,
-    )
-    return await _assemble(conn, list(rows))
-
-
-async def insert(
-    conn: Connection,
-    config_id: ConfigId,
-    tenant_id: TenantId,
-    trunk_id: TrunkId,
-    values: ConfigValues,
-) -> None:
-    await conn.execute(
-        "INSERT INTO sms_configs (id, tenant_id, trunk_id, name, account_sid, credential_type, "
-        "api_key_sid, auth_token_last4, secrets_key_id, auth_token_sealed, api_key_secret_sealed, "
-        "sender_id, messaging_service_sid, allowed_countries, enabled) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        config_id,
-        tenant_id,
-        trunk_id,
-        *_value_args(values),
-    )
+    return await _assemble(conn, await conn.fetch(_LIST_PAGE, tenant_id, after, limit))
 
 
 def _value_args(v: ConfigValues) -> tuple[object, ...]:
@@ -198,149 +300,68 @@ def _value_args(v: ConfigValues) -> tuple[object, ...]:
     )
 
 
+async def insert(
+    conn: Connection,
+    config_id: ConfigId,
+    tenant_id: TenantId,
+    trunk_id: TrunkId,
+    values: ConfigValues,
+) -> None:
+    await conn.execute(_INSERT, config_id, tenant_id, trunk_id, *_value_args(values))
+
+
 async def update(conn: Connection, config_id: ConfigId, values: ConfigValues) -> None:
-    await conn.execute(
-        "UPDATE sms_configs SET name = $2, account_sid = $3, credential_type = $4, "
-        "api_key_sid = $5, auth_token_last4 = $6, secrets_key_id = $7, auth_token_sealed = $8, "
-        "api_key_secret_sealed = $9, sender_id = $10, messaging_service_sid = $11, "
-        "allowed_countries = $12, enabled = $13, updated_at = now() WHERE id = $1",
-        config_id,
-        *_value_args(values),
-    )
+    await conn.execute(_UPDATE, config_id, *_value_args(values))
 
 
 async def replace_numbers(
     conn: Connection, config_id: ConfigId, tenant_id: TenantId, numbers: list[SmsNumber]
 ) -> None:
-    await conn.execute("DELETE FROM sms_numbers WHERE config_id = $1", config_id)
+    await conn.execute(_DELETE_NUMBERS, config_id)
     await conn.executemany(
-        "INSERT INTO sms_numbers (number, config_id, tenant_id, position, type, mms, mps) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        _INSERT_NUMBER,
         [(n.number, config_id, tenant_id, i, n.type, n.mms, n.mps) for i, n in enumerate(numbers)],
     )
 
 
 async def numbers_taken(conn: Connection, numbers: list[str], config_id: ConfigId | None) -> bool:
     """Whether any of these numbers already belongs to another configuration, in any tenant."""
-    taken: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM sms_numbers WHERE number = ANY ($1::text[]) "
-        "AND config_id IS DISTINCT FROM $2)",
-        numbers,
-        config_id,
-    )
+    taken: bool = await conn.fetchval(_NUMBERS_TAKEN, numbers, config_id)
     return taken
 
 
 async def tenant_numbers(conn: Connection, tenant_id: TenantId) -> set[str]:
-    rows = await conn.fetch("SELECT number FROM sms_numbers WHERE tenant_id = $1", tenant_id)
-    return {r["number"] for r in rows}
+    return {r["number"] for r in await conn.fetch(_TENANT_NUMBERS, tenant_id)}
 
 
 async def trunk_has_config(conn: Connection, trunk_id: TrunkId) -> bool:
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM sms_configs WHERE trunk_id = $1)", trunk_id
-    )
+    found: bool = await conn.fetchval(_TRUNK_HAS_CONFIG, trunk_id)
     return found
 
 
 async def insert_webhook_token(conn: Connection, config_id: ConfigId, token: str) -> None:
-    await conn.execute(
-        "INSERT INTO webhook_tokens (token, config_id) VALUES ($1, $2)", token, config_id
-    )
+    await conn.execute(_INSERT_WEBHOOK_TOKEN, token, config_id)
 
 
 async def retire_webhook_token(conn: Connection, config_id: ConfigId, grace_seconds: float) -> None:
-    await conn.execute(
-        "UPDATE webhook_tokens SET valid_until = now() + make_interval(secs => $2) "
-        "WHERE config_id = $1 AND valid_until IS NULL",
-        config_id,
-        grace_seconds,
-    )
-
-
-async def config_for_webhook_token(conn: Connection, token: str) -> ConfigId | None:
-    """The configuration a current, or still-in-grace, webhook token belongs to."""
-    config_id: str | None = await conn.fetchval(
-        "SELECT config_id FROM webhook_tokens "
-        "WHERE token = $1 AND (valid_until IS NULL OR valid_until > now())",
-        token,
-    )
-    return None if config_id is None else ConfigId(config_id)
+    await conn.execute(_RETIRE_WEBHOOK_TOKEN, config_id, grace_seconds)
 
 
 async def delete(conn: Connection, tenant_id: TenantId, config_id: ConfigId) -> bool:
-    status = await conn.execute(
-        "DELETE FROM sms_configs WHERE tenant_id = $1 AND id = $2", tenant_id, config_id
-    )
-    return status == "DELETE 1"
+    return await conn.execute(_DELETE, tenant_id, config_id) == "DELETE 1"
 
 
-async def all_sealed(conn: Connection) -> list[Record]:
-    return list(
-        await conn.fetch(
-            "SELECT id, secrets_key_id, auth_token_sealed, api_key_secret_sealed "
-            "FROM sms_configs FOR UPDATE"
-        )
-    )
+async def all_sealed(conn: Connection) -> list[SealedConfig]:
+    """Every configuration's sealed secrets, locked for the caller's transaction."""
+    return [
+        SealedConfig(ConfigId(r["id"]), stored_secrets(r)) for r in await conn.fetch(_ALL_SEALED)
+    ]
 
 
-async def reseal(conn: Connection, config_id: str, secrets: StoredSecrets) -> None:
+async def reseal(conn: Connection, config_id: ConfigId, secrets: StoredSecrets) -> None:
     await conn.execute(
-        "UPDATE sms_configs SET secrets_key_id = $2, auth_token_sealed = $3, "
-        "api_key_secret_sealed = $4 WHERE id = $1",
-        config_id,
-        secrets.key_id,
-        secrets.auth_token,
-        secrets.api_key_secret,
+        _RESEAL, config_id, secrets.key_id, secrets.auth_token, secrets.api_key_secret
     )
-
-
-@dataclass(frozen=True)
-class WebhookConfig:
-    """What a webhook needs to know about the configuration its token names."""
-
-    id: ConfigId
-    tenant_id: TenantId
-    trunk_id: TrunkId
-    enabled: bool
-    account_sid: str
-    credential_type: str
-    api_key_sid: str | None
-    secrets: StoredSecrets
-    default_country: str
-    affinity_hours: int
-    rules_version: int
-
-
-_WEBHOOK_CONFIG = (
-    "SELECT c.id, c.tenant_id, c.trunk_id, c.enabled, c.account_sid, c.credential_type, "
-    "c.api_key_sid, c.secrets_key_id, c.auth_token_sealed, c.api_key_secret_sealed, "
-    "t.default_country, t.affinity_hours, t.rules_version "
-    "FROM sms_configs c JOIN tenants t ON t.id = c.tenant_id "
-)
-
-
-async def webhook_config(conn: Connection, token: str) -> WebhookConfig | None:
-    """The configuration of a current, or still-in-grace, webhook token."""
-    row = await conn.fetchrow(
-        _WEBHOOK_CONFIG + "JOIN webhook_tokens w ON w.config_id = c.id "
-        "WHERE w.token = $1 AND (w.valid_until IS NULL OR w.valid_until > now())",
-        token,
-    )
-    return None if row is None else _webhook_config(row)
-
-
-async def webhook_config_for_number(
-    conn: Connection, tenant_id: TenantId, number: str
-) -> WebhookConfig | None:
-    """The tenant's configuration that owns ``number``."""
-    row = await conn.fetchrow(
-        _WEBHOOK_CONFIG + "JOIN sms_numbers n ON n.config_id = c.id "
-        "WHERE n.number = $1 AND c.tenant_id = $2",
-        number,
-        tenant_id,
-    )
-    return None if row is None else _webhook_config(row)
 
 
 def _webhook_config(row: Record) -> WebhookConfig:
@@ -350,10 +371,55 @@ def _webhook_config(row: Record) -> WebhookConfig:
         trunk_id=TrunkId(row["trunk_id"]),
         enabled=row["enabled"],
         account_sid=row["account_sid"],
-        credential_type=row["credential_type"],
+        credential_type=credential_type(row["credential_type"]),
         api_key_sid=row["api_key_sid"],
-        secrets=StoredSecrets.of(row),
+        secrets=stored_secrets(row),
         default_country=row["default_country"],
         affinity_hours=row["affinity_hours"],
         rules_version=row["rules_version"],
     )
+
+
+async def webhook_config(conn: Connection, token: str) -> WebhookConfig | None:
+    """The configuration of a current, or still-in-grace, webhook token."""
+    row = await conn.fetchrow(_WEBHOOK_CONFIG_BY_TOKEN, token)
+    return None if row is None else _webhook_config(row)
+
+
+async def webhook_config_for_number(
+    conn: Connection, tenant_id: TenantId, number: str
+) -> WebhookConfig | None:
+    """The tenant's configuration that owns ``number``."""
+    row = await conn.fetchrow(_WEBHOOK_CONFIG_BY_NUMBER, number, tenant_id)
+    return None if row is None else _webhook_config(row)
+
+
+def _sending(r: Record) -> SendingConfig:
+    numbers = {
+        n["number"]: SendingNumber(n["number"], n["type"], n["mps"])
+        for n in json.loads(r["numbers"])
+    }
+    return SendingConfig(
+        id=ConfigId(r["id"]),
+        trunk_id=TrunkId(r["trunk_id"]),
+        enabled=r["enabled"],
+        sender_id=r["sender_id"],
+        messaging_service_sid=r["messaging_service_sid"],
+        allowed_countries=list(r["allowed_countries"]),
+        numbers=numbers,
+    )
+
+
+async def sending_configs(
+    conn: Connection, tenant_id: TenantId, trunk_ids: Sequence[str]
+) -> dict[TrunkId, SendingConfig]:
+    """The configurations carried by these trunks of the tenant, by trunk."""
+    rows = await conn.fetch(_SENDING_CONFIGS_OF_TRUNKS, tenant_id, list(trunk_ids))
+    return {TrunkId(r["trunk_id"]): _sending(r) for r in rows}
+
+
+async def sending_config(
+    conn: Connection, tenant_id: TenantId, config_id: ConfigId
+) -> SendingConfig | None:
+    row = await conn.fetchrow(_SENDING_CONFIG, tenant_id, config_id)
+    return None if row is None else _sending(row)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,10 +24,31 @@ from bridge.models.values import (
 # --- messages ---------------------------------------------------------------------------------
 
 Direction = Literal["inbound", "outbound"]
+# Twilio's message statuses, and the bridge's own first one (`accepted`: stored, waiting).
+OutboundStatus = Literal[
+    "accepted",
+    "scheduled",
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "canceled",
+    "read",
+]
+InboundStatus = Literal["received", "unroutable"]
+MessageStatus = Literal[OutboundStatus, InboundStatus]
+FINAL_STATUSES: frozenset[OutboundStatus] = frozenset(
+    {"delivered", "undelivered", "failed", "canceled", "read"}
+)
+# Where an event on its way to the PBX stands: held (waiting for its media), pending, or done.
+DeliveryStatus = Literal["held", "pending", "delivered", "dead"]
+MediaStatus = Literal["pending", "stored", "failed"]
 
 # Twilio's statuses in the order they may follow each other (Twilio's status docs); a status never
 # replaces one of a higher rank.
-STATUS_RANK: dict[str, int] = {
+STATUS_RANK: dict[OutboundStatus, int] = {
     "accepted": 0,
     "scheduled": 0,
     "queued": 1,
@@ -38,17 +60,23 @@ STATUS_RANK: dict[str, int] = {
     "canceled": 4,
     "read": 5,
 }
+_OUTBOUND_STATUSES: dict[str, OutboundStatus] = {name: name for name in get_args(OutboundStatus)}
+
+
+def outbound_status(text: str) -> OutboundStatus | None:
+    """A status as Twilio writes it, if the bridge knows it (new ones are ignored, not guessed)."""
+    return _OUTBOUND_STATUSES.get(text.strip().lower())
 
 
 class MediaItem(BaseModel):
     index: int
     content_type: str | None
     size: int | None
-    status: Literal["pending", "stored", "failed"]
+    status: MediaStatus
 
 
 class StatusChange(BaseModel):
-    status: str
+    status: MessageStatus
     error_code: int | None
     at: datetime
 
@@ -58,7 +86,7 @@ class DeliveryState(BaseModel):
 
     event_id: EventId
     type: str
-    status: Literal["held", "pending", "delivered", "dead"]
+    status: DeliveryStatus
     attempts: int
     last_error: str | None
     delivered_at: datetime | None
@@ -73,7 +101,7 @@ class Message(BaseModel):
     tenant_id: TenantId
     config_id: ConfigId | None
     direction: Direction
-    status: str
+    status: MessageStatus
     from_: str = Field(alias="from")
     to: str
     body: str
@@ -91,6 +119,16 @@ class Message(BaseModel):
     updated_at: datetime
     status_history: list[StatusChange] | None = None
     deliveries: list[DeliveryState] | None = None
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What a message list may be narrowed to; ``None`` is "any"."""
+
+    direction: Direction | None = None
+    status: str | None = None
+    config_id: str | None = None
+    number: str | None = None
 
 
 class OptOut(BaseModel):

@@ -27,6 +27,7 @@ from bridge.routing.outbound import (
     RoutingError,
     SenderKind,
     extension_matches,
+    matching_rule,
     route_outbound,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "SenderKind",
     "extension_matches",
     "is_number",
+    "matching_rule",
     "pattern_matches",
     "range_blocks",
     "route_inbound",

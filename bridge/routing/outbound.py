@@ -137,6 +137,13 @@ def _mismatch(rule: OutboundRule, from_extension: str, dialled: str) -> str | No
     return None
 
 
+def matching_rule(
+    rules: Sequence[OutboundRule], from_extension: str, dialled: str
+) -> OutboundRule | None:
+    """The rule `route_outbound` would take: whose trunks' configurations it will read."""
+    return next((r for r in rules if _mismatch(r, from_extension, dialled) is None), None)
+
+
 def _extension_did(
     extension: Extension | None, from_did: str | None, config: ConfigView, notes: list[str]
 ) -> str | None:

@@ -9,18 +9,19 @@ from typing import Any
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from bridge.db.messages import MessageFilter
 from bridge.errors import InvalidInput
 from bridge.models import (
     ConfigId,
     DeliveryTarget,
     DeliveryTargetPut,
+    Direction,
     ExplainRequest,
     Extension,
     InboundExplainRequest,
     InboundRule,
     IssuedToken,
     Message,
+    MessageFilter,
     MessageId,
     OptOut,
     OutboundExplainRequest,
@@ -48,6 +49,7 @@ from bridge.web.keys import Services, services_of
 from bridge.web.stream import events_stream
 
 PREFIX = "/api/v1"
+DIRECTIONS: dict[str, Direction] = {"inbound": "inbound", "outbound": "outbound"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -288,9 +290,11 @@ def message_id(request: web.Request) -> MessageId:
 async def list_messages(request: web.Request) -> web.StreamResponse:
     cursor, limit = paging(request)
     query = request.query
-    direction = query.get("direction")
-    if direction not in (None, "inbound", "outbound"):
-        raise InvalidInput.field("direction", "must be inbound or outbound")
+    direction: Direction | None = None
+    if "direction" in query:
+        direction = DIRECTIONS.get(query["direction"])
+        if direction is None:
+            raise InvalidInput.field("direction", "must be inbound or outbound")
     number = query.get("number")
     filters = MessageFilter(
         direction=direction,
@@ -313,10 +317,10 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["index"]
     if not (raw.isascii() and raw.isdigit()) or int(raw) > 1000:
         raise InvalidInput.field("index", "must be a whole number from 0 to 1000")
-    content_type, data = await services(request).messages.media(
+    found = await services(request).messages.media(
         tenant_id(request), message_id(request), int(raw)
     )
-    return web.Response(body=data, headers={"Content-Type": content_type})
+    return web.Response(body=found.data, headers={"Content-Type": found.content_type})
 
 
 async def list_opt_outs(request: web.Request) -> web.StreamResponse:
@@ -328,7 +332,7 @@ async def list_opt_outs(request: web.Request) -> web.StreamResponse:
 async def explain(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, EXPLAIN)
     if isinstance(body, InboundExplainRequest):
-        answer = await services(request).messages.explain_inbound(tenant_id(request), body)
+        answer = await services(request).inbound.explain(tenant_id(request), body)
     else:
         answer = await services(request).outbound.explain(tenant_id(request), body)
     return web.json_response(answer)

@@ -18,7 +18,9 @@ from bridge.errors import (
     InvalidInput,
     MalformedRequest,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from bridge.twilio.client import TwilioError, TwilioRejected
 
@@ -29,6 +31,8 @@ STATUS_OF: tuple[tuple[type[BridgeError], int], ...] = (
     (TwilioRejected, 422),
     (TwilioError, 502),
     (MalformedRequest, 400),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
     (Unauthorized, 401),
     (Forbidden, 403),
     (NotFound, 404),

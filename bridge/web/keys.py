@@ -4,43 +4,42 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
-import aiohttp
 from aiohttp import web
 
-from bridge.db.notify import Listener
-from bridge.db.pool import Database
-from bridge.dialplan import DialplanService
-from bridge.health import Health
-from bridge.inbound import InboundService
-from bridge.messages import MessageService
 from bridge.metrics import Metrics
-from bridge.outbound import OutboundService
-from bridge.sms_configs import SmsConfigService
-from bridge.status import StatusService
-from bridge.tenants import TenantService
-from bridge.twilio.client import TwilioClient
-from bridge.validation import CredentialCheck
+from bridge.services.credentials import CredentialCheck
+from bridge.services.dialplan import DialplanService
+from bridge.services.inbound import InboundService
+from bridge.services.messages import MessageService
+from bridge.services.outbound import OutboundService
+from bridge.services.sms_configs import SmsConfigService
+from bridge.services.status import StatusService
+from bridge.services.tenants import TenantService
+from bridge.services.webhooks import WebhookAuth
+
+
+class Readiness(Protocol):
+    """What `/ready` asks: the process's own dependencies, checked by whoever started it."""
+
+    async def readiness(self) -> dict[str, object]: ...
 
 
 @dataclass(frozen=True)
 class Services:
     """Everything a handler may call."""
 
-    db: Database
     tenants: TenantService
     sms_configs: SmsConfigService
     dialplan: DialplanService
+    webhooks: WebhookAuth
     inbound: InboundService
     status: StatusService
     messages: MessageService
     outbound: OutboundService
     credentials: CredentialCheck
-    health: Health
-    listener: Listener
-    http: aiohttp.ClientSession
-    twilio: TwilioClient
-    schema_version: int
+    health: Readiness
 
 
 class Runtime:

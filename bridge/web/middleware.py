@@ -5,15 +5,23 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from bridge.errors import BridgeError, Forbidden, MalformedRequest, NotFound, Unauthorized
+from bridge.errors import (
+    BridgeError,
+    FieldProblem,
+    Forbidden,
+    MalformedRequest,
+    TenantNotFound,
+    Unauthorized,
+)
 from bridge.log import get_logger
-from bridge.tenants import Admin, Principal, TenantPrincipal
+from bridge.services.tenants import Admin, Principal, TenantPrincipal
 from bridge.web.http import error_response, status_of
 from bridge.web.keys import LISTENER, METRICS, services_of
 
@@ -78,32 +86,51 @@ def _carries_nul(request: web.Request) -> bool:
     return any("\x00" in request.headers.get(name, "") for name in _STORED_HEADERS)
 
 
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as the JSON shape of design §5."""
-    try:
-        if _carries_nul(request):
-            raise MalformedRequest("the path, query or a header contains a NUL character")
-        return await handler(request)
-    except BridgeError as exc:
-        status = status_of(exc)
-        if status == 503:
-            log.warning("http.unavailable", error=exc.code, message=exc.message)
-            return error_response(503, exc.code, "the database is unavailable; try again")
-        if status == 500:
-            log.error("http.bridge_error", error=exc.code, message=exc.message)
-            return error_response(500, "internal_error", "internal error")
-        return error_response(status, exc.code, exc.message, exc.details)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-            exc.status, "http_error"
-        )
-        return error_response(exc.status, code, exc.reason)
-    except Exception:
-        log.exception("http.unhandled")
-        return error_response(500, "internal_error", "internal error")
+# How an error leaves a listener: status, code, message, field problems → the response.
+Render = Callable[[int, str, str, Sequence[FieldProblem]], web.StreamResponse]
+
+
+def bare(status: int, code: str, message: str, details: Sequence[FieldProblem]) -> web.Response:
+    """Twilio reads only the status, and an unknown token must say nothing else (design §7)."""
+    return web.Response(status=status)
+
+
+def errors_to(render: Render, *, refuse_nul: bool) -> Middleware:
+    """Every error, expected or not, leaves through one table of statuses and ``render``."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if refuse_nul and _carries_nul(request):
+                raise MalformedRequest("the path, query or a header contains a NUL character")
+            return await handler(request)
+        except BridgeError as exc:
+            status = status_of(exc)
+            if status == 503:
+                log.warning("http.unavailable", error=exc.code, message=exc.message)
+                return render(503, exc.code, "the database is unavailable; try again", ())
+            if status == 500:
+                log.error("http.bridge_error", error=exc.code, message=exc.message)
+                return render(500, "internal_error", "internal error", ())
+            return render(status, exc.code, exc.message, exc.details)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+                exc.status, "http_error"
+            )
+            return render(exc.status, code, exc.reason, ())
+        except Exception:
+            log.exception("http.unhandled")
+            return render(500, "internal_error", "internal error", ())
+
+    return errors
+
+
+# The internal API's errors are the JSON shape of design §5; the public listener's are bare,
+# and its routes match tokens of URL-safe characters only (any other path, NUL or not, is 404).
+errors_as_json = errors_to(error_response, refuse_nul=True)
+errors_bare = errors_to(bare, refuse_nul=False)
 
 
 @dataclass(frozen=True)
@@ -135,7 +162,7 @@ async def require_auth(request: web.Request, handler: Handler) -> web.StreamResp
         scoped = request.match_info.get("tenant_id")
         if scoped is not None and scoped != principal.tenant_id:
             # Another tenant's resources do not exist as far as this caller can tell.
-            raise NotFound("tenant not found")
+            raise TenantNotFound()
         structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
     else:
         assert isinstance(principal, Admin)

@@ -36,17 +36,21 @@ async def db(db_dsn: str) -> AsyncIterator[Database]:
 
 async def queue(db: Database, event_id: str, conversation: str) -> None:
     async with db.transaction() as conn:
-        await events_repo.insert(
+        await events_repo.insert_many(
             conn,
-            events_repo.NewEvent(
-                id=EventId(event_id),
-                tenant_id=TenantId("ten_q"),
-                message_id=MessageId("none"),
-                type="message.received",
-                conversation=conversation,
-                payload={"n": event_id},
-            ),
-            held=False,
+            [
+                (
+                    events_repo.NewEvent(
+                        id=EventId(event_id),
+                        tenant_id=TenantId("ten_q"),
+                        message_id=MessageId("none"),
+                        type="message.received",
+                        conversation=conversation,
+                        payload={"n": event_id},
+                    ),
+                    False,
+                )
+            ],
         )
 
 

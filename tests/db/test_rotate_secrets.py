@@ -11,10 +11,12 @@ from bridge.crypto import SecretBox, generate_key, key_id_of
 from bridge.db import sms_configs as repo
 from bridge.db.pool import Database
 from bridge.models import DeliveryTargetPut, SmsConfigCreate, TenantCreate, TrunkCreate
-from bridge.sms_configs import SmsConfigService, twilio_login
-from bridge.tenants import TenantService
+from bridge.services.sms_configs import SmsConfigService
+from bridge.services.tenants import TenantService
+from bridge.twilio.credentials import rest_credentials
+from bridge.urls import PublicUrls
 from tests import factories
-from tests.e2e.daemon import run_cli
+from tests.daemon import run_cli
 
 
 async def test_rotate_secrets_reseals_everything_under_the_new_key(
@@ -25,7 +27,7 @@ async def test_rotate_secrets_reseals_everything_under_the_new_key(
     try:
         box = SecretBox(decode_secret_key(old))
         tenants = TenantService(db, box, "x" * 20)
-        configs = SmsConfigService(db, box, "https://pbx.example.test/sms", 0)
+        configs = SmsConfigService(db, box, PublicUrls("https://pbx.example.test/sms"), 0)
         tenant = await tenants.create(TenantCreate(name="A"))
         trunk = await tenants.create_trunk(tenant.id, TrunkCreate(name="T"))
         body = factories.sms_config(trunk.id, credential=factories.api_key_credential())
@@ -62,17 +64,15 @@ async def test_rotate_secrets_reseals_everything_under_the_new_key(
     db = await Database.connect(db_dsn, min_size=1, max_size=2, slow_query_ms=1000)
     try:
         only_new = SecretBox(decode_secret_key(new))
-        check = SmsConfigService(db, only_new, "https://pbx.example.test/sms", 0)
+        check = SmsConfigService(db, only_new, PublicUrls("https://pbx.example.test/sms"), 0)
         assert await check.reseal_all() == 0
         row_config = await check.get(tenant.id, config.id)
         assert row_config.credential.api_key_sid == body["credential"]["api_key_sid"]
         async with db.connection() as conn:
             row = await repo.get(conn, tenant.id, config.id)
         assert row is not None
-        user, password = twilio_login(
-            only_new, row.id, row.account_sid, row.api_key_sid, row.secrets
-        )
-        assert (user, password) == (
+        creds = rest_credentials(only_new, row.id, row.account_sid, row.api_key_sid, row.secrets)
+        assert (creds.username, creds.password) == (
             body["credential"]["api_key_sid"],
             body["credential"]["api_key_secret"],
         )

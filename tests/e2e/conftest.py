@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.daemon import Daemon
+from tests.daemon import Daemon
 
 
 @pytest.fixture

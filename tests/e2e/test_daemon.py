@@ -12,7 +12,7 @@ import aiohttp
 
 from bridge.fake_twilio import running_fake_twilio
 from tests import factories
-from tests.e2e.daemon import Daemon, run_cli
+from tests.daemon import Daemon, run_cli
 
 
 def postgres_running(pgdata: Path) -> bool:

@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from bridge.log import configure_logging
-from tests.e2e.daemon import Daemon
+from tests.daemon import Daemon
 
 
 @pytest.fixture

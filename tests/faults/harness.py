@@ -19,13 +19,13 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestServer
 
-from bridge.app import create_app
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
 from bridge.fake_twilio import FakeTwilio, compute_signature
+from bridge.runtime.app import create_app
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
 from tests.conftest import ADMIN_TOKEN
-from tests.e2e.daemon import Daemon, free_port
+from tests.daemon import Daemon, free_port
 from tests.sink import Delivery, Sink
 from tests.waiting import eventually
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.core.result import Ok
 
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
 from bridge.fake_twilio import running_fake_twilio
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
 from tests.faults.harness import (
     ADMIN,

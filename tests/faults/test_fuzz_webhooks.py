@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, quote, urlencode
 import aiohttp
 import yarl
 
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
 from tests.faults.harness import (
     FORM,

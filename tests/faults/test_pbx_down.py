@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
-from tests.e2e.daemon import free_port
+from tests.daemon import free_port
 from tests.faults.harness import (
     inbound_params,
     post_signed,

@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
 from bridge.fake_twilio import FakeConfig, running_fake_twilio
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
 from tests.faults.harness import provision, report, rows, running_bridge, send_text, settle
 from tests.sink import running_sink

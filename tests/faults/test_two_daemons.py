@@ -13,7 +13,7 @@ import aiohttp
 
 from bridge.fake_twilio import FakeConfig, running_fake_twilio
 from tests import factories
-from tests.e2e.daemon import Daemon
+from tests.daemon import Daemon
 from tests.faults.harness import (
     inbound_params,
     make_daemon,

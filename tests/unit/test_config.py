@@ -8,7 +8,7 @@ import pytest
 from bridge.config import load_settings
 from bridge.crypto import generate_key
 from bridge.errors import ConfigError
-from tests.e2e.daemon import run_cli
+from tests.daemon import run_cli
 
 
 @pytest.fixture(autouse=True)

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import structlog
 
+from bridge import cli
 from bridge.log import REDACTED, Redactor, configure_logging
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
@@ -76,3 +80,32 @@ def test_stdlib_and_structlog_share_one_redacting_json_pipeline(
     assert AUTH_TOKEN not in json.dumps(lines)
     assert lines[1]["event"] == "test.event"
     assert lines[1]["level"] == "info"
+
+
+def test_the_cli_redacts_the_configured_secrets_from_every_log_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The CLI's logging knows the secrets the settings hold (shapeless ones too, which no
+    pattern would catch), so no code path can log them by mistake, at debug level or above."""
+    admin = "correct horse battery staple admin"
+    password = "pg pass word/with:odd@chars"
+    for name in list(os.environ):
+        if name.startswith("BRIDGE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("BRIDGE_ADMIN_TOKEN", admin)
+    monkeypatch.setenv(
+        "BRIDGE_DATABASE_URL", f"postgresql://bridge:{quote(password, safe='')}@db.invalid/x"
+    )
+    monkeypatch.setenv("BRIDGE_LOG_LEVEL", "debug")
+    monkeypatch.setenv("BRIDGE_LOG_FORMAT", "json")
+    monkeypatch.setenv("BRIDGE_DATA_DIR", str(tmp_path))
+    assert cli.main(["check-config"]) == 0
+    log = structlog.stdlib.get_logger("bridge.test")
+    log.debug("probe", note=f"the admin token is {admin}", other=f"password {password}")
+    logging.getLogger("asyncpg").error("connect failed for %s", password)
+    out = capsys.readouterr().out
+    assert "probe" in out and "connect failed" in out
+    assert admin not in out and password not in out
+    assert out.count(REDACTED) >= 3

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import create_app
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
 from bridge.fake_twilio import running_fake_twilio
 from bridge.log import configure_logging
+from bridge.runtime.app import create_app
+from bridge.runtime.bootstrap import RuntimeSecrets
 from bridge.web.keys import RUNTIME
 from tests import factories
 from tests.conftest import ADMIN_TOKEN
-from tests.e2e.daemon import free_port
+from tests.daemon import free_port
 from tests.sink import running_sink
 
 if TYPE_CHECKING:

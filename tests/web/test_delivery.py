@@ -12,9 +12,9 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
-from bridge.app import create_app
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
+from bridge.runtime.app import create_app
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
 from tests.waiting import eventually
 from tests.web.bridge_env import Env

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import create_app
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
+from bridge.runtime.app import create_app
+from bridge.runtime.bootstrap import RuntimeSecrets
 from tests.web.bridge_env import Env
 from tests.web.test_outbound import US_MOBILE, send, wait_status
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bridge.config import Settings
-from tests.e2e.daemon import free_port
+from tests.daemon import free_port
 from tests.waiting import eventually
 from tests.web.bridge_env import Env
 from tests.web.test_outbound import US_MOBILE, message, send

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import create_app
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
+from bridge.crypto import SecretBox
+from bridge.runtime.app import create_app
+from bridge.runtime.bootstrap import RuntimeSecrets
 from bridge.web.keys import RUNTIME
-from tests.conftest import PUBLIC_BASE_URL
+from tests.conftest import ADMIN_TOKEN, PUBLIC_BASE_URL
 from tests.web.conftest import Api, SecretWatch, provision
 
 
@@ -77,3 +79,25 @@ async def test_rotated_tokens_stop_after_the_grace_period(no_grace_api: Api) -> 
     port = api.client.app[RUNTIME].public_port if api.client.app else None
     assert port is not None
     assert (await post_public(port, owner.config["webhook_url"])).status == 404
+
+
+async def test_an_unexpected_failure_is_a_bare_500_from_the_error_table(
+    api: Api, settings: Settings, secret_watch: SecretWatch, log_output: None
+) -> None:
+    """A bridge restarted with another secret key, the old one not given as previous: the
+    stored auth token cannot be opened. That is the operator's to fix, and the listener must
+    answer it as any other failure (logged, a bare 500), not with aiohttp's own error page."""
+    owner = await provision(api, "A")
+    other_key = RuntimeSecrets(admin_token=ADMIN_TOKEN, box=SecretBox(os.urandom(32)))
+    app = create_app(settings, other_key)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        port = client.app[RUNTIME].public_port if client.app else None
+        assert port is not None
+        response = await post_public(port, owner.config["webhook_url"])
+        assert response.status == 500
+        assert response.content_length in (0, None)
+        assert "text/plain" not in response.headers.get("Content-Type", "")
+    finally:
+        await client.close()

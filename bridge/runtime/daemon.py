@@ -8,12 +8,12 @@ import signal
 
 from aiohttp import web
 
-from bridge.app import create_app
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
 from bridge.errors import ListenFailed
 from bridge.log import get_logger
-from bridge.systemd import Notifier
+from bridge.runtime.app import create_app
+from bridge.runtime.bootstrap import RuntimeSecrets
+from bridge.runtime.systemd import Notifier
 
 log = get_logger(__name__)
 

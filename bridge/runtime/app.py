@@ -5,102 +5,74 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 import bridge
-from bridge.bootstrap import RuntimeSecrets
 from bridge.config import Settings
 from bridge.db.claims import release_dead_local_claims
-from bridge.db.embedded import EmbeddedPostgres
-from bridge.db.migrate import code_version, migrate, schema_version
 from bridge.db.notify import Listener
 from bridge.db.pool import Database
-from bridge.delivery import DeliveryWorker
-from bridge.dialplan import DialplanService
-from bridge.errors import BridgeError, DatabaseUnavailable, ListenFailed, SchemaTooNew
-from bridge.health import Health
-from bridge.inbound import InboundService
+from bridge.errors import ListenFailed
 from bridge.log import get_logger
-from bridge.media import MediaFetcher
-from bridge.messages import MessageService
 from bridge.metrics import Metrics
 from bridge.netguard import PublicOnlyResolver
-from bridge.outbound import OutboundService
-from bridge.sender import SendWorker
-from bridge.sms_configs import SmsConfigService
-from bridge.status import StatusService
-from bridge.tenants import TenantService
+from bridge.runtime.bootstrap import RuntimeSecrets
+from bridge.runtime.database import open_database, prepare_schema
+from bridge.runtime.health import Health
+from bridge.services.credentials import CredentialCheck
+from bridge.services.dialplan import DialplanService
+from bridge.services.inbound import InboundService
+from bridge.services.messages import MessageService
+from bridge.services.outbound import OutboundService
+from bridge.services.sms_configs import SmsConfigService
+from bridge.services.status import StatusService
+from bridge.services.tenants import TenantService
+from bridge.services.webhooks import WebhookAuth
 from bridge.twilio.client import TwilioClient
-from bridge.validation import CredentialCheck
+from bridge.urls import PublicUrls
 from bridge.web import ops
 from bridge.web.api import PREFIX, ROUTES
 from bridge.web.keys import LISTENER, METRICS, RUNTIME, Runtime, Services
-from bridge.web.middleware import ACCESS, Access, errors_as_json, observe, require_auth
+from bridge.web.middleware import (
+    ACCESS,
+    Access,
+    errors_as_json,
+    errors_bare,
+    observe,
+    require_auth,
+)
 from bridge.web.public import add_public_routes
+from bridge.workers.delivery import DeliveryWorker
+from bridge.workers.inbound_media import MediaFetcher
+from bridge.workers.sender import SendWorker
 
 log = get_logger(__name__)
 
-CONNECT_ATTEMPTS = 10
 USER_AGENT = f"pbx-sms-bridge/{bridge.__version__}"
 Context = Callable[[web.Application], AsyncIterator[None]]
 
 
-class SchemaBehind(BridgeError):
-    """The database schema is older than this code and migrating on start is off."""
+@dataclass
+class Infrastructure:
+    """What the services were built on, for the workers started after them."""
 
-    code = "schema_behind"
-
-
-async def connect_with_retry(settings: Settings, dsn: str) -> Database:
-    """Wait for a database that is still starting, as after a host reboot, before giving up."""
-    delay = 0.5
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        try:
-            return await Database.connect(
-                dsn,
-                min_size=settings.db_pool_min,
-                max_size=settings.db_pool_max,
-                slow_query_ms=settings.db_slow_query_ms,
-            )
-        except DatabaseUnavailable as exc:
-            if attempt == CONNECT_ATTEMPTS:
-                raise
-            log.warning("db.connect_retry", attempt=attempt, error=exc.message)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
+    db: Database
+    listener: Listener
+    session: aiohttp.ClientSession
+    twilio: TwilioClient
+    status: StatusService
 
 
-async def prepare_schema(db: Database, settings: Settings) -> int:
-    """Migrate (or, when told not to, insist the schema is already current)."""
-    latest = code_version()
-    async with db.connection() as conn:
-        if settings.migrate_on_start:
-            await migrate(conn)
-            return latest
-        current = await schema_version(conn)
-    if current > latest:
-        raise SchemaTooNew(f"the database schema is at version {current}, this code at {latest}")
-    if current < latest:
-        raise SchemaBehind(
-            f"the database schema is at version {current} and this code needs {latest}: "
-            "run sms-bridge migrate"
-        )
-    return latest
-
-
-def _database(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> Context:
+def _database(
+    settings: Settings, secrets: RuntimeSecrets, runtime: Runtime, infra: list[Infrastructure]
+) -> Context:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        embedded: EmbeddedPostgres | None = None
-        dsn = settings.database_url.get_secret_value()
-        if not dsn:
-            embedded = EmbeddedPostgres(settings.data_dir)
-            dsn = await asyncio.to_thread(embedded.start)
-        try:
-            db = await connect_with_retry(settings, dsn)
-            listener = Listener(dsn)
+        async with open_database(settings) as opened:
+            db = opened.db
+            listener = Listener(opened.dsn)
             db.announce = listener.announce
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=200), headers={"User-Agent": USER_AGENT}
@@ -116,9 +88,17 @@ def _database(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> 
             try:
                 version = await prepare_schema(db, settings)
                 await listener.start()
-                runtime.services = build_services(
-                    settings, secrets, app[METRICS], db, listener, session, media_session, version
+                twilio = TwilioClient(
+                    session,
+                    settings.twilio_api_base,
+                    connect_timeout=settings.twilio_connect_timeout,
+                    total_timeout=settings.twilio_timeout,
+                    observe=app[METRICS].observe_twilio,
                 )
+                runtime.services = build_services(
+                    settings, secrets, app[METRICS], db, listener, twilio, media_session, version
+                )
+                infra.append(Infrastructure(db, listener, session, twilio, runtime.services.status))
                 app[METRICS].watch_pool(db.stats)
                 yield
             finally:
@@ -126,10 +106,6 @@ def _database(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> 
                 await media_session.close()
                 await session.close()
                 await listener.close()
-                await db.close()
-        finally:
-            if embedded is not None:
-                await asyncio.to_thread(embedded.stop)
 
     return context
 
@@ -140,32 +116,21 @@ def build_services(
     metrics: Metrics,
     db: Database,
     listener: Listener,
-    session: aiohttp.ClientSession,
+    twilio: TwilioClient,
     media_session: aiohttp.ClientSession,
     schema_version: int,
 ) -> Services:
-    inbound = InboundService(db, secrets.box, metrics, media_max_items=settings.media_max_items)
-    sms_configs = SmsConfigService(
-        db, secrets.box, settings.public_base_url, settings.webhook_grace_hours * 3600
-    )
-    twilio = TwilioClient(
-        session,
-        settings.twilio_api_base,
-        connect_timeout=settings.twilio_connect_timeout,
-        total_timeout=settings.twilio_timeout,
-        observe=metrics.observe_twilio,
-    )
+    urls = PublicUrls(settings.public_base_url)
     return Services(
-        db=db,
         tenants=TenantService(db, secrets.box, secrets.admin_token),
-        sms_configs=sms_configs,
+        sms_configs=SmsConfigService(db, secrets.box, urls, settings.webhook_grace_hours * 3600),
         dialplan=DialplanService(db),
-        inbound=inbound,
+        webhooks=WebhookAuth(db, secrets.box),
+        inbound=InboundService(db, metrics, media_max_items=settings.media_max_items),
         status=StatusService(db, metrics),
-        messages=MessageService(db, inbound),
+        messages=MessageService(db, listener),
         outbound=OutboundService(
             db,
-            sms_configs,
             media_session,
             media_max_items=settings.media_max_items,
             media_max_bytes=settings.media_max_bytes,
@@ -174,29 +139,24 @@ def build_services(
         ),
         credentials=CredentialCheck(db, secrets.box, twilio),
         health=Health(db, schema_version),
-        listener=listener,
-        http=session,
-        twilio=twilio,
-        schema_version=schema_version,
     )
 
 
-def _workers(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> Context:
+def _workers(settings: Settings, secrets: RuntimeSecrets, infra: list[Infrastructure]) -> Context:
     """Background workers own their tasks: started here, cancelled and awaited here."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         if not settings.run_workers:
             yield
             return
-        services = runtime.services
+        (base,) = infra
         metrics = app[METRICS]
-        session = services.http
-        async with services.db.connection() as conn:
+        async with base.db.connection() as conn:
             await release_dead_local_claims(conn)
         delivery = DeliveryWorker(
-            services.db,
-            services.listener,
-            session,
+            base.db,
+            base.listener,
+            base.session,
             secrets.box,
             metrics,
             timeout=settings.delivery_timeout,
@@ -204,9 +164,9 @@ def _workers(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> C
             poll_seconds=settings.worker_poll_seconds,
         )
         media = MediaFetcher(
-            services.db,
-            services.listener,
-            session,
+            base.db,
+            base.listener,
+            base.session,
             secrets.box,
             metrics,
             twilio_api_base=settings.twilio_api_base,
@@ -215,13 +175,14 @@ def _workers(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> C
             poll_seconds=settings.worker_poll_seconds,
         )
         sender = SendWorker(
-            services.db,
-            services.listener,
-            services.twilio,
+            base.db,
+            base.listener,
+            base.twilio,
             secrets.box,
-            services.status,
+            base.status,
             metrics,
-            public_base_url=settings.public_base_url,
+            urls=PublicUrls(settings.public_base_url),
+            twilio_timeout=settings.twilio_timeout,
             max_leases=settings.send_concurrency,
             account_concurrency=settings.account_concurrency,
             poll_seconds=settings.worker_poll_seconds,
@@ -242,12 +203,14 @@ def _workers(settings: Settings, secrets: RuntimeSecrets, runtime: Runtime) -> C
 
 
 def create_public_app(runtime: Runtime, metrics: Metrics, settings: Settings) -> web.Application:
-    """The Twilio-facing app: webhooks and media only."""
-    app = web.Application(middlewares=[observe], client_max_size=settings.webhook_max_body_bytes)
+    """The Twilio-facing app: webhooks and media only, on the internal API's error table."""
+    app = web.Application(
+        middlewares=[observe, errors_bare], client_max_size=settings.webhook_max_body_bytes
+    )
     app[RUNTIME] = runtime
     app[METRICS] = metrics
     app[LISTENER] = "public"
-    add_public_routes(app, settings.public_base_url)
+    add_public_routes(app, PublicUrls(settings.public_base_url))
     return app
 
 
@@ -311,7 +274,8 @@ def create_app(settings: Settings, secrets: RuntimeSecrets) -> web.Application:
         runtime.stopping.set()
 
     app.on_shutdown.append(end_streams)
-    app.cleanup_ctx.append(_database(settings, secrets, runtime))
-    app.cleanup_ctx.append(_workers(settings, secrets, runtime))
+    infra: list[Infrastructure] = []
+    app.cleanup_ctx.append(_database(settings, secrets, runtime, infra))
+    app.cleanup_ctx.append(_workers(settings, secrets, infra))
     app.cleanup_ctx.append(_public_listener(settings, runtime, metrics))
     return app

@@ -14,14 +14,15 @@ from bridge.db.claims import worker_id
 from bridge.db.notify import OUTBOUND, Listener
 from bridge.db.outbound import SendJob
 from bridge.db.pool import Database
+from bridge.db.statuses import StatusMove
 from bridge.errors import BridgeError, DatabaseUnavailable
 from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import MessageId
+from bridge.models import MessageId, outbound_status
+from bridge.models.twilio_codes import TWILIO_CODES
 from bridge.retry import Backoff
-from bridge.sms_configs import twilio_login
-from bridge.status import ERROR_TEXT, StatusService
+from bridge.services.status import StatusService
 from bridge.twilio.client import (
     Credentials,
     ListedMessage,
@@ -32,15 +33,77 @@ from bridge.twilio.client import (
     TwilioRejected,
     TwilioUnavailable,
 )
+from bridge.twilio.credentials import rest_credentials
+from bridge.urls import PublicUrls
 
 log = get_logger(__name__)
 
+# A lease lasts this long before its sender is offered to every process again (so one busy
+# process cannot keep a sender forever), and beats this often while texts are in flight.
 LEASE_SECONDS = 10.0
-# A lease beats as each create starts; between two beats lie at most a reconciliation (two
-# list pages) and a create, each within the Twilio timeout (15 s by default).
-STALE_LEASE_SECONDS = 60.0
+LEASE_BEAT_SECONDS = 5.0
+STALE_MARGIN_SECONDS = 5.0
 # Twilio's dates have whole seconds and its clock is not ours: look a little before the attempt.
 RECONCILE_SKEW = timedelta(seconds=5)
+RECONCILE_PAGES = 5
+
+
+def stale_lease_seconds(twilio_timeout: float) -> float:
+    """How long a lease may go without a beat before another process takes the sender over.
+
+    A lease beats every LEASE_BEAT_SECONDS for as long as its texts are in flight, however
+    long a reconciliation or a wait for the account's concurrency takes; and a create starts
+    only while it would end (within ``twilio_timeout``) before its lease could go stale. So
+    no two processes ever have a create in flight for one sender's texts."""
+    return max(60.0, 2 * (twilio_timeout + LEASE_BEAT_SECONDS) + STALE_MARGIN_SECONDS)
+
+
+class LeaseKeeper:
+    """Beats a sender's lease, and says whether a create may still start under it."""
+
+    def __init__(
+        self,
+        db: Database,
+        sender_key: str,
+        worker: str,
+        *,
+        stale_seconds: float,
+        create_seconds: float,
+        beat_seconds: float = LEASE_BEAT_SECONDS,
+    ) -> None:
+        self._db = db
+        self._sender = sender_key
+        self._worker = worker
+        self._stale = stale_seconds
+        self._create = create_seconds
+        self._beat_every = beat_seconds
+        self._margin = min(STALE_MARGIN_SECONDS, stale_seconds / 4)
+        # The claim or the last beat took the lease at least this recently (the monotonic
+        # time taken before the statement, so a slow round trip errs on the safe side).
+        self._beat_at = time.monotonic()
+        self.lost = False
+
+    def may_create(self) -> bool:
+        """A create started now ends before any other process could take the sender."""
+        deadline = self._beat_at + self._stale - self._margin
+        return not self.lost and time.monotonic() + self._create < deadline
+
+    async def run(self) -> None:
+        while not self.lost:
+            await asyncio.sleep(self._beat_every)
+            started = time.monotonic()
+            try:
+                async with self._db.connection() as conn:
+                    held = await repo.beat(conn, self._sender, self._worker)
+            except (OSError, BridgeError) as exc:
+                # Not beaten: `may_create` turns false in time, and nothing is sent meanwhile.
+                log.warning("send.lease_beat_failed", sender=self._sender, error=str(exc))
+                continue
+            if held:
+                self._beat_at = started
+            else:
+                self.lost = True
+                log.warning("send.lease_lost", sender=self._sender)
 
 
 # Texts one sender may have awaiting Twilio at once: enough to keep its pace while Twilio takes
@@ -71,11 +134,14 @@ class SendWorker:
         status: StatusService,
         metrics: Metrics,
         *,
-        public_base_url: str,
+        urls: PublicUrls,
+        twilio_timeout: float,
         max_leases: int,
         account_concurrency: int,
         poll_seconds: float,
         backoff: Backoff | None = None,
+        stale_seconds: float | None = None,
+        beat_seconds: float = LEASE_BEAT_SECONDS,
     ) -> None:
         self._db = db
         self._listener = listener
@@ -83,12 +149,17 @@ class SendWorker:
         self._box = box
         self._status = status
         self._metrics = metrics
-        self._base = public_base_url
+        self._urls = urls
+        self._create_seconds = twilio_timeout
+        self._stale = stale_lease_seconds(twilio_timeout)
         self._max_leases = max_leases
         self._account_cap = account_concurrency
         self._accounts: dict[str, asyncio.Semaphore] = {}
         self._poll = poll_seconds
         self._backoff = backoff or Backoff(base=1.0, cap=60.0)
+        if stale_seconds is not None:
+            self._stale = stale_seconds
+        self._beat_every = beat_seconds
         self._leases: dict[asyncio.Task[None], str] = {}
         self._freed = asyncio.Event()
         self.worker_id = worker_id("sender")
@@ -127,7 +198,7 @@ class SendWorker:
             return
         async with self._db.connection() as conn:
             claimed = await repo.claim_senders(
-                conn, self.worker_id, free, STALE_LEASE_SECONDS, list(self._leases.values())
+                conn, self.worker_id, free, self._stale, list(self._leases.values())
             )
             self._metrics.queue_depth.set(await repo.queue_depth(conn))
         for sender_key, next_free_at in claimed:
@@ -148,11 +219,20 @@ class SendWorker:
         next_free = next_free_at
         running: dict[asyncio.Task[None], MessageId] = {}
         window = 1
+        keeper = LeaseKeeper(
+            self._db,
+            sender_key,
+            self.worker_id,
+            stale_seconds=self._stale,
+            create_seconds=self._create_seconds,
+            beat_seconds=self._beat_every,
+        )
+        beating = asyncio.create_task(keeper.run(), name=f"lease-beat:{sender_key}")
         try:
             while True:
                 jobs: list[SendJob] = []
                 room = window - len(running)
-                if room > 0 and time.monotonic() < deadline:
+                if room > 0 and time.monotonic() < deadline and not keeper.lost:
                     async with self._db.connection() as conn:
                         jobs = await repo.start_sends(
                             conn, sender_key, self.worker_id, room, list(running.values())
@@ -176,7 +256,7 @@ class SendWorker:
                     started = datetime.now(UTC)
                     on_schedule = started - next_free < interval
                     next_free = (next_free if on_schedule else started) + interval
-                    running[asyncio.create_task(self._send(job))] = job.message_id
+                    running[asyncio.create_task(self._send(job, keeper))] = job.message_id
                 await self._reap(running, block=False)
         except asyncio.CancelledError:
             # Shutting down: creates in flight stay marked as attempted, and are reconciled
@@ -189,6 +269,8 @@ class SendWorker:
             for outcome in await asyncio.gather(*running, return_exceptions=True):
                 if isinstance(outcome, Exception):
                     log.error("send.failed", sender=sender_key, error=repr(outcome))
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
             async with self._db.connection() as conn:
                 await repo.release_sender(conn, sender_key, self.worker_id, next_free)
 
@@ -203,15 +285,11 @@ class SendWorker:
             if error is not None:
                 raise error
 
-    def _credentials(self, job: SendJob) -> Credentials:
-        user, password = twilio_login(
+    async def _send(self, job: SendJob, keeper: LeaseKeeper) -> None:
+        """One attempt: reconcile first if an earlier one may have reached Twilio."""
+        creds = rest_credentials(
             self._box, job.config_id, job.account_sid, job.api_key_sid, job.secrets
         )
-        return Credentials(job.account_sid, user, password)
-
-    async def _send(self, job: SendJob) -> None:
-        """One attempt: reconcile first if an earlier one may have reached Twilio."""
-        creds = self._credentials(job)
         semaphore = self._accounts.setdefault(job.account_sid, asyncio.Semaphore(self._account_cap))
         async with semaphore:
             if job.attempt_started_at is not None:
@@ -227,6 +305,11 @@ class SendWorker:
                     await self._accepted(job, found.sid, found.status, None)
                     self._metrics.sends.labels("reconciled", "").inc()
                     return
+            if not keeper.may_create():
+                # The lease may go stale before this create would end: leave the text marked
+                # as attempted, for whichever process holds the sender next to reconcile.
+                log.warning("send.lease_at_risk", message_id=job.message_id)
+                return
             try:
                 sent = await self._client.create_message(
                     creds,
@@ -234,8 +317,8 @@ class SendWorker:
                     from_=None if job.messaging_service_sid else job.from_number,
                     messaging_service_sid=job.messaging_service_sid,
                     body=job.body or None,
-                    media_urls=[f"{self._base}/media/{token}" for token in job.media_tokens],
-                    status_callback=f"{self._base}/twilio/{job.webhook_token}/status",
+                    media_urls=[self._urls.media(token) for token in job.media_tokens],
+                    status_callback=self._urls.status_callback(job.webhook_token),
                 )
             except TwilioRejected as exc:
                 await self._rejected(job, exc)
@@ -268,22 +351,22 @@ class SendWorker:
             to=job.to,
             from_=None if job.messaging_service_sid else job.from_number,
             page_size=100,
-            max_pages=5,
+            max_pages=RECONCILE_PAGES,
         )
-        async with self._db.connection() as conn:
-            for candidate in listed:
-                same_sender = (
-                    job.messaging_service_sid is not None or candidate.from_ == job.from_number
-                )
-                recent = candidate.date_created is None or candidate.date_created >= since.replace(
-                    microsecond=0
-                )
-                if (
-                    same_sender
-                    and recent
-                    and candidate.body == job.body
-                    and not await repo.sid_known(conn, job.config_id, candidate.sid)
-                ):
+        cutoff = since.replace(microsecond=0)
+        candidates = [
+            c
+            for c in listed
+            if (job.messaging_service_sid is not None or c.from_ == job.from_number)
+            and (c.date_created is None or c.date_created >= cutoff)
+            and c.body == job.body
+        ]
+        if candidates:
+            # One look for all of them: a sid another message of ours already has is not this one.
+            async with self._db.connection() as conn:
+                known = await repo.known_sids(conn, job.config_id, [c.sid for c in candidates])
+            for candidate in candidates:
+                if candidate.sid not in known:
                     log.info("send.reconciled", message_id=job.message_id, found=True)
                     return candidate
         log.info("send.reconciled", message_id=job.message_id, found=False)
@@ -308,20 +391,24 @@ class SendWorker:
         async with self._db.transaction() as conn:
             await repo.sent(conn, [taken for _, taken, _ in batch])
             # Twilio answers a create with queued (or accepted).
-            await self._status.apply_many(
-                conn, [(job.message_id, status, None, None) for job, _, status in batch]
-            )
+            moves = []
+            for job, _, reported in batch:
+                status = outbound_status(reported)
+                if status is not None:
+                    moves.append(StatusMove(job.message_id, status))
+            await self._status.apply(conn, moves)
             await self._status.apply_early(
-                conn, [(job.config_id, t.sid, job.message_id, job.tenant_id) for job, t, _ in batch]
+                conn, [(job.config_id, t.sid, job.message_id) for job, t, _ in batch]
             )
         return [None] * len(batch)
 
     async def _rejected(self, job: SendJob, exc: TwilioRejected) -> None:
         code = exc.twilio_code
+        known = TWILIO_CODES.get(code or 0)
+        text = exc.message if known is None else known.meaning
         async with self._db.transaction() as conn:
             await repo.finish_send(conn, job.message_id, "failed", str(code))
-            text = ERROR_TEXT.get(code or 0) or exc.message
-            await self._status.apply(conn, job.message_id, job.tenant_id, "failed", code, text)
+            await self._status.apply(conn, [StatusMove(job.message_id, "failed", code, text)])
         self._metrics.sends.labels("rejected", str(code or exc.http_status or "")).inc()
         log.warning("send.rejected", tenant_id=job.tenant_id, message_id=job.message_id, code=code)
 

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import secrets
 
-from bridge.crypto import SecretBox
-from bridge.db import events as events_repo
-from bridge.db import messages as messages_repo
+from bridge.crypto import SecretBox, StoredSecrets, config_secret_context
 from bridge.db import outbound as outbound_repo
 from bridge.db import sms_configs as repo
+from bridge.db import statuses
 from bridge.db import tenants as tenants_repo
-from bridge.db.pool import Connection, Database
-from bridge.db.sms_configs import ConfigRow, ConfigValues, StoredSecrets
+from bridge.db.pool import Database
+from bridge.db.sms_configs import ConfigRow, ConfigValues
 from bridge.errors import Conflict, InvalidInput, NotFound
-from bridge.events import STATUS
 from bridge.ids import new_id
 from bridge.models import (
-    STATUS_RANK,
     ApiKeyCredential,
     AuthTokenCredential,
     ConfigId,
@@ -28,28 +25,10 @@ from bridge.models import (
     TenantId,
     make_page,
 )
+from bridge.urls import PublicUrls
 
 NUMBER_TAKEN = "a number is already used by another SMS configuration"
-
-
-def secret_context(config_id: str, what: str) -> str:
-    return f"sms_config:{config_id}:{what}"
-
-
-def twilio_login(
-    box: SecretBox,
-    config_id: str,
-    account_sid: str,
-    api_key_sid: str | None,
-    secrets: StoredSecrets,
-) -> tuple[str, str]:
-    """HTTP Basic user and password for Twilio: the API key if there is one, else the token."""
-    key_secret = secrets.api_key_secret_sealed()
-    if api_key_sid and key_secret is not None:
-        return api_key_sid, box.open(key_secret, secret_context(config_id, "api_key_secret"))
-    return account_sid, box.open(
-        secrets.auth_token_sealed(), secret_context(config_id, "auth_token")
-    )
+CONFIG_DELETED = "the SMS configuration was deleted before this text was sent"
 
 
 def new_webhook_token() -> str:
@@ -61,18 +40,12 @@ class SmsConfigService:
     """Create, read, change and rotate SMS configurations."""
 
     def __init__(
-        self, db: Database, box: SecretBox, public_base_url: str, grace_seconds: float
+        self, db: Database, box: SecretBox, urls: PublicUrls, grace_seconds: float
     ) -> None:
         self._db = db
         self._box = box
-        self._base = public_base_url
+        self._urls = urls
         self._grace = grace_seconds
-
-    def webhook_url(self, token: str) -> str:
-        return f"{self._base}/twilio/{token}/inbound"
-
-    def status_callback_url(self, token: str) -> str:
-        return f"{self._base}/twilio/{token}/status"
 
     def view(self, row: ConfigRow) -> SmsConfig:
         return SmsConfig(
@@ -82,7 +55,7 @@ class SmsConfigService:
             name=row.name,
             account_sid=row.account_sid,
             credential=CredentialOut(
-                type="api_key" if row.credential_type == "api_key" else "auth_token",
+                type=row.credential_type,
                 api_key_sid=row.api_key_sid,
                 auth_token_last4=row.auth_token_last4,
             ),
@@ -91,8 +64,8 @@ class SmsConfigService:
             numbers=row.numbers,
             allowed_countries=row.allowed_countries,
             enabled=row.enabled,
-            webhook_url=self.webhook_url(row.webhook_token),
-            status_callback_url=self.status_callback_url(row.webhook_token),
+            webhook_url=self._urls.inbound(row.webhook_token),
+            status_callback_url=self._urls.status_callback(row.webhook_token),
             previous_webhook_valid_until=row.previous_valid_until,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -101,9 +74,13 @@ class SmsConfigService:
     def _seal(
         self, config_id: ConfigId, credential: AuthTokenCredential | ApiKeyCredential
     ) -> StoredSecrets:
-        token = self._box.seal(credential.auth_token, secret_context(config_id, "auth_token"))
+        token = self._box.seal(
+            credential.auth_token, config_secret_context(config_id, "auth_token")
+        )
         key_secret = (
-            self._box.seal(credential.api_key_secret, secret_context(config_id, "api_key_secret"))
+            self._box.seal(
+                credential.api_key_secret, config_secret_context(config_id, "api_key_secret")
+            )
             if isinstance(credential, ApiKeyCredential)
             else None
         )
@@ -111,21 +88,15 @@ class SmsConfigService:
             token.key_id, token.blob, None if key_secret is None else key_secret.blob
         )
 
-    async def _require_tenant(self, conn: Connection, tenant_id: TenantId) -> str:
-        tenant = await tenants_repo.get_tenant(conn, tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        return tenant.default_country
-
     async def default_country(self, tenant_id: TenantId) -> str:
         async with self._db.connection() as conn:
-            return await self._require_tenant(conn, tenant_id)
+            return (await tenants_repo.require_tenant(conn, tenant_id)).default_country
 
     async def create(self, tenant_id: TenantId, body: SmsConfigCreate) -> SmsConfig:
         config_id = ConfigId(new_id("cfg"))
         credential = body.credential
         async with self._db.transaction() as conn:
-            country = await self._require_tenant(conn, tenant_id)
+            country = (await tenants_repo.require_tenant(conn, tenant_id)).default_country
             if await tenants_repo.get_trunk(conn, tenant_id, body.trunk_id) is None:
                 raise InvalidInput.field("trunk_id", "no such trunk in this tenant")
             if await repo.trunk_has_config(conn, body.trunk_id):
@@ -164,7 +135,7 @@ class SmsConfigService:
 
     async def list(self, tenant_id: TenantId, cursor: str | None, limit: int) -> Page[SmsConfig]:
         async with self._db.connection() as conn:
-            await self._require_tenant(conn, tenant_id)
+            await tenants_repo.require_tenant(conn, tenant_id)
             rows = await repo.list_page(conn, tenant_id, cursor or "", limit + 1)
         return make_page([self.view(r) for r in rows], limit, lambda c: c.id)
 
@@ -232,43 +203,36 @@ class SmsConfigService:
     async def delete(self, tenant_id: TenantId, config_id: ConfigId) -> None:
         """Texts still queued on it fail (and the PBX hears so) rather than wait forever."""
         async with self._db.transaction() as conn:
-            for message_id in await outbound_repo.queued_for_config(conn, config_id):
-                failed = await messages_repo.record_status(
-                    conn,
-                    message_id,
-                    "failed",
-                    STATUS_RANK["failed"],
-                    None,
-                    "the SMS configuration was deleted before this text was sent",
-                )
-                if failed is not None:
-                    await events_repo.queue_event(conn, failed, STATUS, held=False)
+            queued = await outbound_repo.queued_for_config(conn, config_id)
+            await statuses.advance(
+                conn,
+                [
+                    statuses.StatusMove(message_id, "failed", None, CONFIG_DELETED)
+                    for message_id in queued
+                ],
+            )
             if not await repo.delete(conn, tenant_id, config_id):
                 raise NotFound("SMS configuration not found")
-
-    async def config_for_webhook(self, token: str) -> ConfigId | None:
-        async with self._db.connection() as conn:
-            return await repo.config_for_webhook_token(conn, token)
 
     async def reseal_all(self) -> int:
         """Re-encrypt every stored secret with the current key; returns how many changed."""
         changed = 0
         async with self._db.transaction() as conn:
-            for r in await repo.all_sealed(conn):
-                if r["secrets_key_id"] == self._box.current_key_id:
+            for config in await repo.all_sealed(conn):
+                stored = config.secrets
+                if stored.key_id == self._box.current_key_id:
                     continue
-                stored = StoredSecrets.of(r)
-                token_ctx = secret_context(r["id"], "auth_token")
+                token_ctx = config_secret_context(config.id, "auth_token")
                 token = self._box.seal(
                     self._box.open(stored.auth_token_sealed(), token_ctx), token_ctx
                 )
                 old_secret = stored.api_key_secret_sealed()
                 new_secret = None
                 if old_secret is not None:
-                    ctx = secret_context(r["id"], "api_key_secret")
+                    ctx = config_secret_context(config.id, "api_key_secret")
                     new_secret = self._box.seal(self._box.open(old_secret, ctx), ctx).blob
                 await repo.reseal(
-                    conn, r["id"], StoredSecrets(token.key_id, token.blob, new_secret)
+                    conn, config.id, StoredSecrets(token.key_id, token.blob, new_secret)
                 )
                 changed += 1
         return changed

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from urllib.parse import urljoin, urlsplit
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -13,15 +14,16 @@ from bridge.db import events as events_repo
 from bridge.db import media as repo
 from bridge.db import messages as messages_repo
 from bridge.db.claims import worker_id
-from bridge.db.media import MediaJob
+from bridge.db.media import MediaFile, MediaJob
 from bridge.db.notify import MEDIA, Listener, poll_forever
 from bridge.db.pool import Connection, Database
 from bridge.events import RECEIVED, payload
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import EventId, MessageId, TenantId
+from bridge.models import MessageId, TenantId
+from bridge.netguard import FetchFailed, FetchTooLarge, fetch_bounded
 from bridge.retry import Backoff
-from bridge.sms_configs import twilio_login
+from bridge.twilio.credentials import rest_credentials
 
 log = get_logger(__name__)
 
@@ -29,10 +31,6 @@ BATCH = 8
 MAX_REDIRECTS = 3
 # Past two whole fetch timeouts the claiming worker is gone (a crash): take the item over.
 STALE_CLAIM_SECONDS = 130.0
-
-
-class TooLarge(Exception):
-    """The item is over media_max_bytes: no retry will make it smaller."""
 
 
 class MediaFetcher:
@@ -77,58 +75,51 @@ class MediaFetcher:
             await asyncio.gather(*(self._fetch(job) for job in jobs))
         return len(jobs)
 
-    def _authorization(self, job: MediaJob) -> str:
-        user, password = twilio_login(
+    def _credentials_for(self, job: MediaJob) -> Mapping[str, str]:
+        creds = rest_credentials(
             self._box, job.config_id, job.account_sid, job.api_key_sid, job.secrets
         )
-        return aiohttp.encode_basic_auth(user, password)
+        return {"Authorization": aiohttp.encode_basic_auth(creds.username, creds.password)}
 
-    async def download(self, job: MediaJob) -> tuple[str, bytes]:
-        """Follow redirects by hand: credentials go to Twilio's API host on the first request
-        only; the signed URL it redirects to needs none, and must not see them."""
-        url = job.source_url
-        for hop in range(MAX_REDIRECTS + 1):
+    async def download(self, job: MediaJob) -> MediaFile:
+        """Credentials go to Twilio's API host on the first request only: the signed URL it
+        redirects to needs none, and must not see them."""
+
+        def headers(hop: int, url: str) -> Mapping[str, str]:
             to_twilio = hop == 0 and urlsplit(url).netloc.lower() == self._api_host
-            headers = {"Authorization": self._authorization(job)} if to_twilio else {}
-            async with self._session.get(
-                url, headers=headers, allow_redirects=False, timeout=self._timeout
-            ) as response:
-                if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                    url = urljoin(url, response.headers["Location"])
-                    continue
-                if response.status != 200:
-                    raise aiohttp.ClientResponseError(
-                        response.request_info, (), status=response.status, message="not 200"
-                    )
-                if (response.content_length or 0) > self._max_bytes:
-                    raise TooLarge(f"{response.content_length} bytes")
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > self._max_bytes:
-                        raise TooLarge(f"more than {self._max_bytes} bytes")
-                content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-                return content_type or job.content_type or "application/octet-stream", bytes(data)
-        raise aiohttp.ClientError("too many redirects")
+            return self._credentials_for(job) if to_twilio else {}
+
+        fetched = await fetch_bounded(
+            self._session,
+            job.source_url,
+            max_bytes=self._max_bytes,
+            limits=self._timeout,
+            max_redirects=MAX_REDIRECTS,
+            headers=headers,
+        )
+        content_type = fetched.content_type or job.content_type or "application/octet-stream"
+        return MediaFile(content_type, fetched.data)
 
     async def _fetch(self, job: MediaJob) -> None:
         retry_in: float | None = None
         try:
-            content_type, data = await self.download(job)
-        except TooLarge as exc:
+            file = await self.download(job)
+        except FetchTooLarge as exc:
             error = f"too large: {exc}"
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (FetchFailed, aiohttp.ClientError, TimeoutError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             if job.attempts < self._attempts:
                 retry_in = self._backoff.delay(job.attempts)
         else:
             async with self._db.transaction() as conn:
                 await repo.lock_message(conn, job.message_id)
-                digest = hashlib.sha256(data).hexdigest()
-                await repo.stored(conn, job, self.worker_id, content_type, data, digest)
+                digest = hashlib.sha256(file.data).hexdigest()
+                await repo.stored(conn, job, self.worker_id, file, digest)
                 await self._release_if_complete(conn, job.tenant_id, job.message_id)
             self._metrics.media.labels("stored").inc()
-            log.info("media.stored", message_id=job.message_id, index=job.position, size=len(data))
+            log.info(
+                "media.stored", message_id=job.message_id, index=job.position, size=len(file.data)
+            )
             return
         async with self._db.transaction() as conn:
             await repo.lock_message(conn, job.message_id)
@@ -156,4 +147,4 @@ class MediaFetcher:
         message = await messages_repo.get(conn, tenant_id, message_id, history=False)
         assert message is not None
         for event_id in held:
-            await events_repo.release(conn, event_id, payload(EventId(event_id), RECEIVED, message))
+            await events_repo.release(conn, event_id, payload(event_id, RECEIVED, message))

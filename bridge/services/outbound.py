@@ -9,16 +9,22 @@ import ipaddress
 import json
 import re
 import secrets
-from urllib.parse import urljoin, urlsplit
+from datetime import datetime
+from typing import assert_never
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from bridge.db import dialplan as dialplan_repo
+from bridge.db import media as media_repo
 from bridge.db import messages as messages_repo
+from bridge.db import opt_outs
 from bridge.db import outbound as repo
 from bridge.db import sms_configs as configs_repo
 from bridge.db import tenants as tenants_repo
+from bridge.db.media import MediaFile, OutboundFile
 from bridge.db.pool import Connection, Database
+from bridge.db.sms_configs import SendingConfig
 from bridge.errors import Conflict, InvalidInput, NotFound
 from bridge.ids import new_id
 from bridge.log import get_logger
@@ -26,17 +32,17 @@ from bridge.models import (
     MAX_BODY_CHARS,
     ConfigId,
     InlineMedia,
+    MediaItem,
     Message,
     MessageId,
     OutboundExplainRequest,
     SendRequest,
-    SmsConfig,
+    StatusChange,
     TenantId,
-    TrunkId,
     country_of,
     number_field,
 )
-from bridge.netguard import is_public
+from bridge.netguard import FetchFailed, FetchTooLarge, fetch_bounded, is_public
 from bridge.routing import (
     NO_ALPHANUMERIC_SENDER,
     ConfigView,
@@ -45,10 +51,12 @@ from bridge.routing import (
     OutboundPlan,
     RoutingError,
     SenderKind,
+    matching_rule,
     route_outbound,
 )
-from bridge.sms_configs import SmsConfigService
 from bridge.twilio.encoding import segment_info
+
+__all__ = ["MediaFile", "OutboundService"]
 
 log = get_logger(__name__)
 
@@ -60,6 +68,7 @@ ALPHANUMERIC_MPS = 10.0
 SERVICE_MPS = 10_000.0
 SERVICE_LANES = 8
 MAX_MEDIA_REDIRECTS = 3
+MEDIA_FETCH_LIMITS = aiohttp.ClientTimeout(total=15)
 _SEPARATORS = re.compile(r"[\s().\-/]")
 
 
@@ -97,14 +106,29 @@ def request_hash(body: SendRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def sender_key_and_mps(plan: OutboundPlan, config: SmsConfig) -> tuple[str, float]:
-    if plan.sender_kind == "alphanumeric":
+def sender_key_and_mps(plan: OutboundPlan, config: SendingConfig) -> tuple[str, float]:
+    """The queue a text joins (one per sender, leased by one process at a time) and its pace."""
+    kind = plan.sender_kind
+    if kind == "alphanumeric":
         return f"{plan.config_id}:{plan.sender}", ALPHANUMERIC_MPS
-    if plan.sender_kind == "messaging_service":
+    if kind == "messaging_service":
         lane = int(hashlib.sha256(plan.destination.encode()).hexdigest(), 16) % SERVICE_LANES
         return f"{plan.config_id}:{plan.sender}:{lane}", SERVICE_MPS
-    number = next(n for n in config.numbers if n.number == plan.sender)
-    return f"{plan.config_id}:{plan.sender}", number.mps or MPS_BY_TYPE[number.type]
+    if kind == "number":
+        number = config.numbers[plan.sender]
+        return f"{plan.config_id}:{plan.sender}", number.mps or MPS_BY_TYPE[number.type]
+    assert_never(kind)
+
+
+def routing_view(config: SendingConfig) -> ConfigView:
+    return ConfigView(
+        id=config.id,
+        enabled=config.enabled,
+        sender_id=config.sender_id,
+        messaging_service_sid=config.messaging_service_sid,
+        numbers=frozenset(config.numbers),
+        allowed_countries=frozenset(config.allowed_countries),
+    )
 
 
 class OutboundService:
@@ -113,7 +137,6 @@ class OutboundService:
     def __init__(
         self,
         db: Database,
-        configs: SmsConfigService,
         session: aiohttp.ClientSession | None,
         *,
         media_max_items: int,
@@ -122,17 +145,16 @@ class OutboundService:
         allow_private_media: bool = False,
     ) -> None:
         self._db = db
-        self._configs = configs
         self._session = session
         self._max_items = media_max_items
         self._max_bytes = media_max_bytes
         self._media_ttl = media_ttl_seconds
         self._allow_private = allow_private_media
 
-    async def _media(self, items: list[InlineMedia | object]) -> list[tuple[str, str, bytes]]:
+    async def _media(self, items: list[InlineMedia | object]) -> list[OutboundFile]:
         if len(items) > self._max_items:
             raise TooMuchMedia(f"at most {self._max_items} media items")
-        loaded: list[tuple[str, str, bytes]] = []
+        loaded: list[OutboundFile] = []
         total = 0
         for i, item in enumerate(items):
             if isinstance(item, InlineMedia):
@@ -146,38 +168,30 @@ class OutboundService:
             total += len(data)
             if len(data) > self._max_bytes or total > self._max_bytes:
                 raise TooMuchMedia(f"media may hold at most {self._max_bytes} bytes in all")
-            loaded.append((secrets.token_urlsafe(24), content_type, data))
+            loaded.append(OutboundFile(secrets.token_urlsafe(24), content_type, data))
         return loaded
 
     async def _fetch(self, index: int, url: str) -> tuple[str, bytes]:
-        """GET a tenant's media URL: redirects followed by hand, so that every hop is checked."""
+        """GET a tenant's media URL, every redirect hop checked."""
         field = f"media[{index}].url"
         if self._session is None:
             raise MediaUnavailable.field(field, "media by URL is not enabled")
-        timeout = aiohttp.ClientTimeout(total=15)
         try:
-            for _ in range(MAX_MEDIA_REDIRECTS + 1):
-                self._check_host(field, url)
-                async with self._session.get(
-                    url, timeout=timeout, allow_redirects=False
-                ) as response:
-                    if response.status in (301, 302, 303, 307, 308):
-                        url = urljoin(url, response.headers.get("Location", ""))
-                        continue
-                    if response.status != 200:
-                        raise MediaUnavailable.field(field, f"answered HTTP {response.status}")
-                    data = bytearray()
-                    async for chunk in response.content.iter_chunked(64 * 1024):
-                        data += chunk
-                        if len(data) > self._max_bytes:
-                            raise TooMuchMedia(
-                                f"media may hold at most {self._max_bytes} bytes in all"
-                            )
-                    content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-                    return content_type or "application/octet-stream", bytes(data)
+            fetched = await fetch_bounded(
+                self._session,
+                url,
+                max_bytes=self._max_bytes,
+                limits=MEDIA_FETCH_LIMITS,
+                max_redirects=MAX_MEDIA_REDIRECTS,
+                check=lambda hop: self._check_host(field, hop),
+            )
+        except FetchTooLarge as exc:
+            raise TooMuchMedia(f"media may hold at most {self._max_bytes} bytes in all") from exc
+        except FetchFailed as exc:
+            raise MediaUnavailable.field(field, str(exc)) from exc
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             raise MediaUnavailable.field(field, "could not be fetched") from exc
-        raise MediaUnavailable.field(field, "too many redirects")
+        return fetched.content_type or "application/octet-stream", fetched.data
 
     def _check_host(self, field: str, url: str) -> None:
         """Names are checked by the session's resolver as it connects; addresses written
@@ -196,34 +210,27 @@ class OutboundService:
 
     async def plan(
         self, conn: Connection, tenant_id: TenantId, body: SendRequest
-    ) -> tuple[OutboundPlan, SmsConfig]:
-        """Design §6 outbound, from the tenant's rules and configurations as they are now."""
-        tenant = await tenants_repo.get_tenant(conn, tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        extensions = {e.extension: e for e in await dialplan_repo.get_extensions(conn, tenant_id)}
-        extension = extensions.get(body.from_extension)
+    ) -> tuple[OutboundPlan, SendingConfig]:
+        """Design §6 outbound, from the tenant's rules and configurations as they are now:
+        only the configurations of the matching rule's trunks are read."""
+        tenant = await tenants_repo.require_tenant(conn, tenant_id)
+        extension = await dialplan_repo.get_extension(conn, tenant_id, body.from_extension)
         if extension is None:
             raise InvalidInput.field("from_extension", "no such extension in this tenant")
         rules = await dialplan_repo.get_outbound_rules(conn, tenant_id)
-        configs: dict[TrunkId, SmsConfig] = {}
-        cursor = ""
-        while True:
-            page = await configs_repo.list_page(conn, tenant_id, cursor, 200)
-            for row in page:
-                config = self._configs.view(row)
-                configs[config.trunk_id] = config
-            if len(page) < 200:
-                break
-            cursor = page[-1].id
+        dialled = dialled_digits(body.to)
+        rule = matching_rule(rules, body.from_extension, dialled)
+        configs = (
+            {} if rule is None else await configs_repo.sending_configs(conn, tenant_id, rule.trunks)
+        )
         plan = route_outbound(
             rules,
             from_extension=body.from_extension,
-            dialled=dialled_digits(body.to),
+            dialled=dialled,
             default_country=tenant.default_country,
             extension=extension,
             from_did=body.from_did,
-            configs={trunk: ConfigView.of(c) for trunk, c in configs.items()},
+            configs={trunk: routing_view(c) for trunk, c in configs.items()},
         )
         return plan, configs[plan.trunk_id]
 
@@ -253,37 +260,34 @@ class OutboundService:
                 plan, config = await self.plan(conn, tenant_id, body)
             else:
                 plan, config = await self._test_plan(conn, tenant_id, test_config, body.to)
-            if await messages_repo.is_opted_out(conn, plan.config_id, plan.destination):
+            if await opt_outs.is_opted_out(conn, plan.config_id, plan.destination):
                 raise RecipientOptedOut.field("to", f"{plan.destination} has opted out (STOP)")
             sender_key, mps = sender_key_and_mps(plan, config)
-            await repo.insert(
-                conn,
-                repo.NewOutbound(
-                    id=message_id,
-                    tenant_id=tenant_id,
-                    config_id=plan.config_id,
-                    from_number=plan.sender,
-                    to_number=plan.destination,
-                    body=body.body,
-                    from_extension=None if test_config else body.from_extension,
-                    segments=max(1, info.segments),
-                    encoding=info.encoding,
-                    routing={
-                        "rule": plan.rule_name,
-                        "rule_index": plan.rule_index,
-                        "trunk_id": plan.trunk_id,
-                        "sender_kind": plan.sender_kind,
-                        "explanation": list(plan.explanation),
-                    },
-                    sender_key=sender_key,
-                    mps=mps,
-                    num_media=len(media),
-                ),
+            new = repo.NewOutbound(
+                id=message_id,
+                tenant_id=tenant_id,
+                config_id=plan.config_id,
+                from_number=plan.sender,
+                to_number=plan.destination,
+                body=body.body,
+                from_extension=None if test_config else body.from_extension,
+                segments=max(1, info.segments),
+                encoding=info.encoding,
+                routing={
+                    "rule": plan.rule_name,
+                    "rule_index": plan.rule_index,
+                    "trunk_id": plan.trunk_id,
+                    "sender_kind": plan.sender_kind,
+                    "explanation": list(plan.explanation),
+                },
+                sender_key=sender_key,
+                mps=mps,
+                num_media=len(media),
             )
+            created_at = await repo.insert(conn, new)
             if media:
-                await repo.insert_media(conn, message_id, media, self._media_ttl)
-            message = await messages_repo.get(conn, tenant_id, message_id)
-        assert message is not None
+                await media_repo.insert_outbound(conn, message_id, media, self._media_ttl)
+        message = _accepted(new, created_at, media)
         log.info(
             "outbound.accepted",
             tenant_id=tenant_id,
@@ -295,12 +299,12 @@ class OutboundService:
         return message
 
     async def _replay(
-        self, conn: Connection, tenant_id: TenantId, body: SendRequest, taken: tuple[str, str]
+        self, conn: Connection, tenant_id: TenantId, body: SendRequest, taken: tuple[str, MessageId]
     ) -> Message:
         stored_hash, message_id = taken
         if stored_hash != request_hash(body):
             raise Conflict("this Idempotency-Key was used with another request")
-        message = await messages_repo.get(conn, tenant_id, MessageId(message_id))
+        message = await messages_repo.get(conn, tenant_id, message_id)
         if message is None:
             raise Conflict("this Idempotency-Key belongs to a message that no longer exists")
         return message
@@ -326,7 +330,7 @@ class OutboundService:
                     "error": exc.message,
                     "explanation": list(exc.explanation),
                 }
-            opted_out = await messages_repo.is_opted_out(conn, plan.config_id, plan.destination)
+            opted_out = await opt_outs.is_opted_out(conn, plan.config_id, plan.destination)
         explanation = list(plan.explanation)
         if opted_out:
             explanation.append(f"{plan.destination} has opted out: the send would be refused")
@@ -344,20 +348,22 @@ class OutboundService:
             "explanation": explanation,
         }
 
-    async def media(self, token: str) -> tuple[str, bytes] | None:
+    async def media(self, token: str) -> MediaFile:
+        """An outbound MMS's file, for Twilio to fetch while it has not expired."""
         async with self._db.connection() as conn:
-            row = await repo.media_for_token(conn, token)
-        return None if row is None else (row["content_type"], bytes(row["data"]))
+            found = await media_repo.outbound_file(conn, token)
+        if found is None:
+            raise NotFound("no such media")
+        return found
 
     async def _test_plan(
         self, conn: Connection, tenant_id: TenantId, config_id: ConfigId, to: str
-    ) -> tuple[OutboundPlan, SmsConfig]:
+    ) -> tuple[OutboundPlan, SendingConfig]:
         """A test text skips the rules: this configuration, its own sender."""
-        tenant = await tenants_repo.get_tenant(conn, tenant_id)
-        row = await configs_repo.get(conn, tenant_id, config_id)
-        if tenant is None or row is None:
+        tenant = await tenants_repo.require_tenant(conn, tenant_id)
+        config = await configs_repo.sending_config(conn, tenant_id, config_id)
+        if config is None:
             raise NotFound("SMS configuration not found")
-        config = self._configs.view(row)
         destination = number_field("to", to, tenant.default_country)
         country = country_of(destination) or ""
         if country not in config.allowed_countries:
@@ -367,7 +373,7 @@ class OutboundService:
         if config.sender_id and country not in NO_ALPHANUMERIC_SENDER:
             kind, sender = "alphanumeric", config.sender_id
         elif config.numbers:
-            kind, sender = "number", config.numbers[0].number
+            kind, sender = "number", next(iter(config.numbers))
         elif config.messaging_service_sid:
             kind, sender = "messaging_service", config.messaging_service_sid
         else:
@@ -384,3 +390,33 @@ class OutboundService:
             explanation=tuple(notes),
         )
         return plan, config
+
+
+def _accepted(new: repo.NewOutbound, created_at: datetime, files: list[OutboundFile]) -> Message:
+    """The message as just stored: reading it back would cost a round trip."""
+    return Message(
+        id=new.id,
+        tenant_id=new.tenant_id,
+        config_id=new.config_id,
+        direction="outbound",
+        status="accepted",
+        from_=new.from_number,
+        to=new.to_number,
+        body=new.body,
+        extensions=[new.from_extension] if new.from_extension else [],
+        segments=new.segments,
+        encoding=new.encoding,
+        media=[
+            MediaItem(index=i, content_type=f.content_type, size=len(f.data), status="stored")
+            for i, f in enumerate(files)
+        ],
+        twilio_sid=None,
+        error_code=None,
+        error_message=None,
+        routing=new.routing,
+        created_at=created_at,
+        updated_at=created_at,
+        # The history row was written with the message, in the same transaction (same now()).
+        status_history=[StatusChange(status="accepted", error_code=None, at=created_at)],
+        deliveries=[],
+    )

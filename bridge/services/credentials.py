@@ -7,8 +7,8 @@ from bridge.db import sms_configs as repo
 from bridge.db.pool import Database
 from bridge.errors import NotFound
 from bridge.models import ConfigId, TenantId
-from bridge.sms_configs import twilio_login
 from bridge.twilio.client import Credentials, TwilioClient
+from bridge.twilio.credentials import rest_credentials
 
 
 class CredentialCheck:
@@ -24,10 +24,7 @@ class CredentialCheck:
             row = await repo.get(conn, tenant_id, config_id)
         if row is None:
             raise NotFound("SMS configuration not found")
-        user, password = twilio_login(
-            self._box, row.id, row.account_sid, row.api_key_sid, row.secrets
-        )
-        return Credentials(row.account_sid, user, password)
+        return rest_credentials(self._box, row.id, row.account_sid, row.api_key_sid, row.secrets)
 
     async def validate(self, tenant_id: TenantId, config_id: ConfigId) -> dict[str, object]:
         creds = await self.credentials(tenant_id, config_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from bridge.db import dialplan as repo
 from bridge.db import sms_configs as configs_repo
 from bridge.db import tenants as tenants_repo
-from bridge.db.pool import Connection, Database
-from bridge.errors import FieldProblem, InUse, InvalidInput, NotFound
+from bridge.db.pool import Database
+from bridge.errors import FieldProblem, InUse, InvalidInput
 from bridge.models import Extension, InboundRule, OutboundRule, Page, TenantId
 
 
@@ -22,20 +22,16 @@ class DialplanService:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def _require_tenant(self, conn: Connection, tenant_id: TenantId) -> None:
-        if await tenants_repo.get_tenant(conn, tenant_id) is None:
-            raise NotFound("tenant not found")
-
     async def get_extensions(self, tenant_id: TenantId) -> Page[Extension]:
         async with self._db.connection() as conn:
-            await self._require_tenant(conn, tenant_id)
+            await tenants_repo.require_tenant(conn, tenant_id)
             return Page(items=await repo.get_extensions(conn, tenant_id))
 
     async def put_extensions(
         self, tenant_id: TenantId, extensions: list[Extension]
     ) -> Page[Extension]:
         async with self._db.transaction() as conn:
-            await self._require_tenant(conn, tenant_id)
+            await tenants_repo.require_tenant(conn, tenant_id)
             numbers = await configs_repo.tenant_numbers(conn, tenant_id)
             problems: list[FieldProblem] = []
             seen: set[str] = set()
@@ -64,14 +60,14 @@ class DialplanService:
 
     async def get_inbound_rules(self, tenant_id: TenantId) -> Page[InboundRule]:
         async with self._db.connection() as conn:
-            await self._require_tenant(conn, tenant_id)
+            await tenants_repo.require_tenant(conn, tenant_id)
             return Page(items=await repo.get_inbound_rules(conn, tenant_id))
 
     async def put_inbound_rules(
         self, tenant_id: TenantId, rules: list[InboundRule]
     ) -> Page[InboundRule]:
         async with self._db.transaction() as conn:
-            await self._require_tenant(conn, tenant_id)
+            await tenants_repo.require_tenant(conn, tenant_id)
             trunks = await tenants_repo.trunk_ids(conn, tenant_id)
             extensions = await repo.extension_names(conn, tenant_id)
             problems: list[FieldProblem] = []
@@ -90,14 +86,14 @@ class DialplanService:
 
     async def get_outbound_rules(self, tenant_id: TenantId) -> Page[OutboundRule]:
         async with self._db.connection() as conn:
-            await self._require_tenant(conn, tenant_id)
+            await tenants_repo.require_tenant(conn, tenant_id)
             return Page(items=await repo.get_outbound_rules(conn, tenant_id))
 
     async def put_outbound_rules(
         self, tenant_id: TenantId, rules: list[OutboundRule]
     ) -> Page[OutboundRule]:
         async with self._db.transaction() as conn:
-            await self._require_tenant(conn, tenant_id)
+            await tenants_repo.require_tenant(conn, tenant_id)
             trunks = await tenants_repo.trunk_ids(conn, tenant_id)
             numbers = await configs_repo.tenant_numbers(conn, tenant_id)
             problems: list[FieldProblem] = []

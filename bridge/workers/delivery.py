@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from bridge.crypto import Sealed, SecretBox
+from bridge.crypto import SecretBox, delivery_secret_context
 from bridge.db import events as repo
 from bridge.db.claims import worker_id
 from bridge.db.notify import EVENTS, Listener, poll_forever
@@ -18,9 +18,8 @@ from bridge.events import sign
 from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import TenantId
+from bridge.models import EventId
 from bridge.retry import Backoff
-from bridge.tenants import delivery_secret_context
 
 log = get_logger(__name__)
 
@@ -57,7 +56,7 @@ class DeliveryWorker:
         self._backoff = backoff or Backoff()
         # Acknowledgements that arrive together are recorded together: one UPDATE (and one WAL
         # flush) for all of them instead of one each.
-        self._acknowledged: GroupCommit[str, None] = GroupCommit(
+        self._acknowledged: GroupCommit[EventId, None] = GroupCommit(
             self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
         )
         self.worker_id = worker_id("delivery")
@@ -82,10 +81,7 @@ class DeliveryWorker:
 
     async def _deliver(self, event: repo.Claimed) -> None:
         body = event.payload.encode("utf-8")
-        secret = self._box.open(
-            Sealed(event.secret_key_id, event.secret_sealed),
-            delivery_secret_context(TenantId(event.tenant_id)),
-        )
+        secret = self._box.open(event.secret, delivery_secret_context(event.tenant_id))
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -111,7 +107,7 @@ class DeliveryWorker:
             error = f"{type(exc).__name__}: {exc}"
         await self._failed(event, error)
 
-    async def _record_delivered(self, event_ids: Sequence[str]) -> list[None]:
+    async def _record_delivered(self, event_ids: Sequence[EventId]) -> list[None]:
         async with self._db.connection() as conn:
             await repo.delivered(conn, event_ids, self.worker_id)
         return [None] * len(event_ids)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from bridge.crypto import Sealed, SecretBox, hash_token, new_token
+from bridge.crypto import SecretBox, delivery_secret_context, hash_token, new_token
 from bridge.db import tenants as repo
 from bridge.db.pool import Database
-from bridge.errors import InUse, NotFound
+from bridge.errors import InUse, NotFound, TenantNotFound
 from bridge.ids import new_id
 from bridge.models import (
     DeliveryTarget,
@@ -47,10 +47,6 @@ class TenantPrincipal:
 Principal = Admin | TenantPrincipal
 
 
-def delivery_secret_context(tenant_id: TenantId) -> str:
-    return f"delivery_target:{tenant_id}:secret"
-
-
 class TenantService:
     """Tenants and everything that hangs directly off a tenant."""
 
@@ -75,10 +71,7 @@ class TenantService:
 
     async def get(self, tenant_id: TenantId) -> Tenant:
         async with self._db.connection() as conn:
-            tenant = await repo.get_tenant(conn, tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        return tenant
+            return await repo.require_tenant(conn, tenant_id)
 
     async def list(self, cursor: str | None, limit: int) -> Page[Tenant]:
         async with self._db.connection() as conn:
@@ -89,27 +82,26 @@ class TenantService:
         async with self._db.transaction() as conn:
             tenant = await repo.update_tenant(conn, tenant_id, patch)
         if tenant is None:
-            raise NotFound("tenant not found")
+            raise TenantNotFound()
         return tenant
 
     async def delete(self, tenant_id: TenantId) -> None:
         async with self._db.transaction() as conn:
             if not await repo.delete_tenant(conn, tenant_id):
-                raise NotFound("tenant not found")
+                raise TenantNotFound()
 
     async def issue_token(self, tenant_id: TenantId, body: TokenCreate) -> IssuedToken:
         token = new_token(TENANT_TOKEN_PREFIX)
         async with self._db.transaction() as conn:
-            if await repo.get_tenant(conn, tenant_id) is None:
-                raise NotFound("tenant not found")
+            await repo.require_tenant(conn, tenant_id)
             stored = await repo.insert_token(
                 conn, TokenId(new_id("tok")), tenant_id, hash_token(token), body.label
             )
         return IssuedToken(**stored.model_dump(), token=token)
 
     async def list_tokens(self, tenant_id: TenantId) -> Page[TenantToken]:
-        await self.get(tenant_id)
         async with self._db.connection() as conn:
+            await repo.require_tenant(conn, tenant_id)
             return Page(items=await repo.list_tokens(conn, tenant_id))
 
     async def revoke_token(self, tenant_id: TenantId, token_id: TokenId) -> None:
@@ -122,38 +114,36 @@ class TenantService:
     ) -> DeliveryTarget:
         sealed = self._box.seal(body.secret, delivery_secret_context(tenant_id))
         async with self._db.transaction() as conn:
-            if await repo.get_tenant(conn, tenant_id) is None:
-                raise NotFound("tenant not found")
+            await repo.require_tenant(conn, tenant_id)
             row = await repo.put_delivery_target(conn, tenant_id, body.url, sealed)
-        return DeliveryTarget(url=row["url"], secret_set=True, updated_at=row["updated_at"])
+        return DeliveryTarget(url=row.url, secret_set=True, updated_at=row.updated_at)
 
     async def get_delivery_target(self, tenant_id: TenantId) -> DeliveryTarget:
-        await self.get(tenant_id)
         async with self._db.connection() as conn:
+            await repo.require_tenant(conn, tenant_id)
             row = await repo.get_delivery_target(conn, tenant_id)
         if row is None:
             raise NotFound("no delivery target is set for this tenant")
-        return DeliveryTarget(url=row["url"], secret_set=True, updated_at=row["updated_at"])
+        return DeliveryTarget(url=row.url, secret_set=True, updated_at=row.updated_at)
 
     async def reseal_delivery_secrets(self) -> int:
         """Re-encrypt delivery secrets sealed under an older key; returns how many changed."""
         changed = 0
         async with self._db.transaction() as conn:
-            for row in await repo.all_delivery_secrets(conn):
-                if row["secret_key_id"] == self._box.current_key_id:
+            for target in await repo.all_delivery_targets(conn):
+                if target.secret.key_id == self._box.current_key_id:
                     continue
-                context = delivery_secret_context(row["tenant_id"])
-                plain = self._box.open(Sealed(row["secret_key_id"], row["secret_sealed"]), context)
+                context = delivery_secret_context(target.tenant_id)
+                plain = self._box.open(target.secret, context)
                 await repo.reseal_delivery_secret(
-                    conn, row["tenant_id"], self._box.seal(plain, context)
+                    conn, target.tenant_id, self._box.seal(plain, context)
                 )
                 changed += 1
         return changed
 
     async def create_trunk(self, tenant_id: TenantId, body: TrunkCreate) -> Trunk:
         async with self._db.transaction() as conn:
-            if await repo.get_tenant(conn, tenant_id) is None:
-                raise NotFound("tenant not found")
+            await repo.require_tenant(conn, tenant_id)
             return await repo.insert_trunk(conn, TrunkId(new_id("trk")), tenant_id, body.name)
 
     async def get_trunk(self, tenant_id: TenantId, trunk_id: TrunkId) -> Trunk:
@@ -164,8 +154,8 @@ class TenantService:
         return trunk
 
     async def list_trunks(self, tenant_id: TenantId, cursor: str | None, limit: int) -> Page[Trunk]:
-        await self.get(tenant_id)
         async with self._db.connection() as conn:
+            await repo.require_tenant(conn, tenant_id)
             items = await repo.list_trunks(conn, tenant_id, cursor or "", limit + 1)
         return make_page(items, limit, lambda t: t.id)
 

@@ -1,0 +1,2 @@
+"""Start-up and shutdown: the composition root, the daemon, first-start material, and
+operator commands."""

@@ -1,0 +1,1 @@
+"""Background workers: rows in PostgreSQL, claimed with SKIP LOCKED, so processes share them."""
