@@ -1,8 +1,10 @@
 """A faithful stand-in for Twilio's Messaging API, for demos and for the project's tests.
 
-It serves the 2010-04-01 Messages/Media/Accounts REST API with HTTP Basic auth, sends signed
-status callbacks and inbound-message webhooks, hosts inbound media behind a 307 "CDN", and is
-steered through a JSON control API under `/_fake/`. Magic numbers are listed in `.magic`.
+It serves the 2010-04-01 Messages/Media/Accounts/IncomingPhoneNumbers REST API and the Messaging
+v1 Services API (one process for both hosts) with HTTP Basic auth, sends signed status callbacks
+and inbound-message webhooks (routed as each number is set up), hosts inbound media behind a 307
+"CDN", and is steered through a JSON control API under `/_fake/`. Magic numbers are listed in
+`.magic`.
 It deliberately imports nothing from the rest of `bridge`.
 """
 
@@ -17,6 +19,7 @@ import sys
 
 from .app import FakeTwilio, create_app, running_fake_twilio
 from .magic import OUTCOME_BY_TO, REJECT_BY_FROM, REJECT_BY_TO, SLOW_TO
+from .numbers import E164, IncomingNumber, MessagingService
 from .signing import compute_signature
 from .state import FakeConfig, FakeState
 
@@ -28,6 +31,8 @@ __all__ = [
     "FakeConfig",
     "FakeState",
     "FakeTwilio",
+    "IncomingNumber",
+    "MessagingService",
     "add_arguments",
     "compute_signature",
     "create_app",
@@ -44,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8089, help="listen port (default 8089)")
     parser.add_argument("--account-sid", help="account to register (AC + 32 hex; generated)")
     parser.add_argument("--auth-token", help="its auth token (generated when omitted)")
+    parser.add_argument(
+        "--number",
+        action="append",
+        default=[],
+        metavar="E164",
+        help="provision this phone number on the account (repeatable; SmsUrl left empty)",
+    )
     parser.add_argument("--api-key-sid", help="also register this API key (SK + 32 hex)")
     parser.add_argument("--api-key-secret", help="secret of --api-key-sid")
     parser.add_argument(
@@ -78,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.api_key_sid) != bool(args.api_key_secret):
         print("fake-twilio: --api-key-sid and --api-key-secret go together", file=sys.stderr)
         return 2
+    invalid = [n for n in args.number if not E164.fullmatch(n)]
+    if invalid or len(set(args.number)) != len(args.number):
+        shown = ", ".join(invalid) or "a number given twice"
+        print(f"fake-twilio: --number takes distinct E.164 numbers ({shown})", file=sys.stderr)
+        return 2
     config = FakeConfig(
         callback_delay=args.callback_delay,
         slow_delay=args.slow_delay,
@@ -94,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, config: FakeConfig) -> None:
     async with running_fake_twilio(config, host=args.host, port=args.port) as fake:
-        account = fake.add_account(args.account_sid, args.auth_token)
+        account = fake.add_account(args.account_sid, args.auth_token, numbers=args.number)
         if args.api_key_sid:
             fake.state.add_key(
                 account.sid,
@@ -103,6 +120,8 @@ async def _serve(args: argparse.Namespace, config: FakeConfig) -> None:
                 secret=args.api_key_secret,
             )
         log.info("fake_twilio.listening base_url=%s account_sid=%s", fake.base_url, account.sid)
+        for number in fake.state.directory.account_numbers(account.sid):
+            log.info("fake_twilio.number phone_number=%s sid=%s", number.phone_number, number.sid)
         if not args.auth_token:
             # A generated token is useless unless the operator can read it.
             log.info("fake_twilio.generated_auth_token auth_token=%s", account.auth_token)

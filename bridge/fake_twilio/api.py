@@ -1,4 +1,4 @@
-"""The fake's Twilio REST API (2010-04-01 Accounts, Messages, Media) and its media "CDN"."""
+"""The fake's REST API (Accounts, Messages, Media), its media "CDN", and the API middleware."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from types import MappingProxyType
 from aiohttp import web
 from multidict import MultiDict
 
-from .context import DISPATCHER_KEY, STATE_KEY, base_url_of
+from .context import CREDENTIAL, DISPATCHER_KEY, STATE_KEY, base_url_of
 from .faults import ALL_OPERATIONS, Operation
+from .formats import ACCOUNTS_PREFIX, API_VERSION, MESSAGING_VERSION, new_sid
 from .listing import BadQuery, build_page, parse_message_filter, parse_page
 from .magic import (
     DELIVERED,
@@ -35,7 +36,7 @@ from .magic import (
 )
 from .records import ApiRequestRecord, utcnow
 from .segments import count_segments
-from .state import ACCOUNTS_PREFIX, API_VERSION, Credential, FakeState, Media, Message, new_sid
+from .state import Credential, FakeState, Media, Message
 from .validation import Problem, validate_create
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ CDN_PREFIX = "/cdn/media"
 CDN_LIFETIME = 4 * 3600
 RECORD = web.RequestKey("fake_twilio_record", ApiRequestRecord)
 _ACCOUNT = f"{ACCOUNTS_PREFIX}/{{AccountSid}}"
+API_PREFIXES = (f"/{API_VERSION}/", f"/{MESSAGING_VERSION}/")
 
 OPERATIONS: Mapping[str, Operation] = MappingProxyType(
     {
@@ -58,6 +60,12 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
         "media_fetch": "media",
         "media_content": "media",
         "media_delete": "delete",
+        "numbers_list": "numbers",
+        "numbers_fetch": "numbers",
+        "numbers_update": "numbers",
+        "service_fetch": "services",
+        "service_update": "services",
+        "service_numbers": "services",
     }
 )
 
@@ -80,8 +88,8 @@ def add_routes(app: web.Application) -> None:
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Record, delay, authenticate and fault-inject every request under /2010-04-01/."""
-    if not request.path.startswith(f"/{API_VERSION}/"):
+    """Record, delay, authenticate and fault-inject every request to Twilio's APIs."""
+    if not request.path.startswith(API_PREFIXES):
         return await handler(request)
     state = request.app[STATE_KEY]
     name = request.match_info.route.name or ""
@@ -101,6 +109,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         )
     )
     request[RECORD] = record
+    if credential is not None:
+        request[CREDENTIAL] = credential
     if state.config.latency:
         await asyncio.sleep(state.config.latency)
     response = await _answer(request, handler, state, credential, name)

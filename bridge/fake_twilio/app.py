@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from . import api, control
+from . import api, control, numbers_api
 from .context import DISPATCHER_KEY, STATE_KEY
+from .formats import API_VERSION
 from .models import InboundSpec
+from .numbers import Capabilities, HttpMethod, IncomingNumber, MessagingService
 from .records import WebhookRecord
-from .state import API_VERSION, Account, ApiKey, FakeConfig, FakeState, KeyType
+from .state import Account, ApiKey, FakeConfig, FakeState, KeyType
 from .webhooks import Dispatcher, InboundResult
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
@@ -25,6 +27,7 @@ def create_app(state: FakeState | None = None) -> web.Application:
     app[STATE_KEY] = state
     app[DISPATCHER_KEY] = Dispatcher(state)
     api.add_routes(app)
+    numbers_api.add_routes(app)
     control.add_routes(app)
     app.cleanup_ctx.append(_dispatcher_ctx)
     return app
@@ -75,9 +78,53 @@ class FakeTwilio:
         """Register an API key of `kind` for an account."""
         return self.state.add_key(account_sid, kind=kind)
 
+    def add_number(
+        self,
+        account_sid: str,
+        phone_number: str,
+        *,
+        sms_url: str = "",
+        sms_method: HttpMethod = "POST",
+        sms_fallback_url: str = "",
+        capabilities: Capabilities | None = None,
+        service_sid: str | None = None,
+    ) -> IncomingNumber:
+        """Provision a phone number on an account (an IncomingPhoneNumber, PN…)."""
+        number = self.state.directory.add_number(
+            account_sid,
+            phone_number,
+            sms_url=sms_url,
+            sms_method=sms_method,
+            sms_fallback_url=sms_fallback_url,
+            capabilities=capabilities,
+            service_sid=service_sid,
+        )
+        self.state.notify()
+        return number
+
+    def add_service(
+        self,
+        account_sid: str,
+        *,
+        numbers: Iterable[str] = (),
+        inbound_request_url: str | None = None,
+        use_inbound_webhook_on_number: bool = False,
+        friendly_name: str = "Fake Messaging Service",
+    ) -> MessagingService:
+        """Create a Messaging Service (MG…) owning `numbers` (E.164, provisioned if new)."""
+        service = self.state.directory.add_service(
+            account_sid,
+            numbers=numbers,
+            inbound_request_url=inbound_request_url,
+            use_inbound_webhook_on_number=use_inbound_webhook_on_number,
+            friendly_name=friendly_name,
+        )
+        self.state.notify()
+        return service
+
     async def send_inbound(
         self,
-        url: str,
+        url: str | None,
         *,
         from_: str,
         to: str,
@@ -85,9 +132,11 @@ class FakeTwilio:
         media: Iterable[tuple[str, bytes]] = (),
         **options: object,
     ) -> InboundResult:
-        """Deliver an inbound message; `media` holds (type, bytes), options as /_fake/inbound."""
+        """Deliver an inbound message; `media` holds (type, bytes), options as /_fake/inbound.
+
+        With `url` None it goes where the number `to` is configured to send it.
+        """
         payload: dict[str, object] = {
-            "url": url,
             "from": from_,
             "to": to,
             "body": body,
@@ -97,6 +146,8 @@ class FakeTwilio:
             ],
             **options,
         }
+        if url is not None:
+            payload["url"] = url
         spec = InboundSpec.model_validate(payload)
         return await self.dispatcher.send_inbound(
             spec, self.state.config.public_base_url or self.base_url

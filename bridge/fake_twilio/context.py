@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .state import FakeState
+from .state import Credential, FakeState
 from .webhooks import Dispatcher
 
 STATE_KEY = web.AppKey("fake_twilio_state", FakeState)
 DISPATCHER_KEY = web.AppKey("fake_twilio_dispatcher", Dispatcher)
+# Set by the API middleware once a request has authenticated.
+CREDENTIAL = web.RequestKey("fake_twilio_credential", Credential)
 
 
 def base_url_of(request: web.Request) -> str:

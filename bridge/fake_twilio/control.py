@@ -17,11 +17,14 @@ from .models import (
     FaultsSpec,
     InboundSpec,
     KeySpec,
+    NumberSpec,
     ResetSpec,
+    ServiceSpec,
 )
+from .numbers import Capabilities, IncomingNumber, MessagingService
 from .records import Attempt, JSONValue
 from .state import Account, ApiKey, FakeState, Message
-from .webhooks import InboundResult
+from .webhooks import InboundResult, Unroutable
 
 PREFIX = "/_fake"
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +36,10 @@ def add_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/state", get_state)
     router.add_post(f"{PREFIX}/accounts", post_account)
     router.add_post(f"{PREFIX}/accounts/{{sid}}/keys", post_key)
+    router.add_get(f"{PREFIX}/numbers", get_numbers)
+    router.add_post(f"{PREFIX}/numbers", post_number)
+    router.add_get(f"{PREFIX}/services", get_services)
+    router.add_post(f"{PREFIX}/services", post_service)
     router.add_get(f"{PREFIX}/config", get_config)
     router.add_patch(f"{PREFIX}/config", patch_config)
     router.add_post(f"{PREFIX}/faults", post_faults)
@@ -63,6 +70,19 @@ def account_json(account: Account) -> dict[str, JSONValue]:
 def key_json(key: ApiKey) -> dict[str, JSONValue]:
     """Control-API view of an API key."""
     return {"sid": key.sid, "secret": key.secret, "account_sid": key.account_sid, "kind": key.kind}
+
+
+def number_json(number: IncomingNumber) -> dict[str, JSONValue]:
+    """The IncomingPhoneNumber resource plus its Messaging Service (Twilio shows that elsewhere)."""
+    return {**number.resource(), "messaging_service_sid": number.service_sid}
+
+
+def service_json(
+    state: FakeState, service: MessagingService, base_url: str
+) -> dict[str, JSONValue]:
+    """The Messaging Service resource plus its numbers."""
+    numbers: list[JSONValue] = [n.phone_number for n in state.directory.service_numbers(service)]
+    return {**service.resource(base_url), "numbers": numbers}
 
 
 def message_json(message: Message) -> dict[str, JSONValue]:
@@ -104,6 +124,7 @@ def inbound_json(result: InboundResult) -> dict[str, JSONValue]:
         "answer": None if result.webhook.answer is None else result.webhook.answer.to_json(),
         "twiml_ok": twiml_ok(result.webhook.answer),
         "fallback": None if result.fallback is None else result.fallback.to_json(),
+        "routed_by": result.route,
     }
 
 
@@ -139,6 +160,8 @@ async def get_state(request: web.Request) -> web.Response:
             "accounts": [account_json(a) for a in state.accounts.values()],
             "keys": [key_json(k) for k in state.keys.values()],
             "counts": {
+                "numbers": len(state.directory.numbers),
+                "services": len(state.directory.services),
                 "messages": len(state.messages),
                 "requests": len(state.requests),
                 "webhooks": len(state.webhooks),
@@ -172,6 +195,86 @@ async def post_key(request: web.Request) -> web.Response:
     except KeyError:
         return _problem(404, "unknown account")
     return web.json_response(key_json(key), status=201)
+
+
+async def get_numbers(request: web.Request) -> web.Response:
+    """Every provisioned number, `?account_sid=…` for one account's."""
+    directory = _state(request).directory
+    account_sid = request.query.get("account_sid")
+    numbers = [
+        number_json(n)
+        for n in directory.numbers.values()
+        if account_sid is None or n.account_sid == account_sid
+    ]
+    return web.json_response({"numbers": numbers})
+
+
+async def post_number(request: web.Request) -> web.Response:
+    """Provision a number on an account (optionally into a service) → 201 with its resource."""
+    spec = await _parse(request, NumberSpec)
+    state = _state(request)
+    if spec.account_sid not in state.accounts:
+        return _problem(404, "unknown account")
+    try:
+        number = state.directory.add_number(
+            spec.account_sid,
+            spec.phone_number,
+            sid=spec.sid,
+            friendly_name=spec.friendly_name,
+            capabilities=Capabilities(**spec.capabilities.model_dump()),
+            sms_url=spec.sms_url,
+            sms_method=spec.sms_method,
+            sms_fallback_url=spec.sms_fallback_url,
+            sms_fallback_method=spec.sms_fallback_method,
+            status_callback=spec.status_callback,
+            voice_url=spec.voice_url,
+            service_sid=spec.messaging_service_sid,
+        )
+    except KeyError:
+        return _problem(404, "unknown Messaging Service of this account")
+    except ValueError as exc:
+        return _problem(409, str(exc))
+    state.notify()
+    return web.json_response(number_json(number), status=201)
+
+
+async def get_services(request: web.Request) -> web.Response:
+    """Every Messaging Service with its numbers, `?account_sid=…` for one account's."""
+    state = _state(request)
+    account_sid = request.query.get("account_sid")
+    services = [
+        service_json(state, s, base_url_of(request))
+        for s in state.directory.services.values()
+        if account_sid is None or s.account_sid == account_sid
+    ]
+    return web.json_response({"services": services})
+
+
+async def post_service(request: web.Request) -> web.Response:
+    """Create a Messaging Service owning some numbers → 201 with its resource and numbers."""
+    spec = await _parse(request, ServiceSpec)
+    state = _state(request)
+    if spec.account_sid not in state.accounts:
+        return _problem(404, "unknown account")
+    try:
+        service = state.directory.add_service(
+            spec.account_sid,
+            sid=spec.sid,
+            friendly_name=spec.friendly_name,
+            inbound_request_url=spec.inbound_request_url,
+            inbound_method=spec.inbound_method,
+            fallback_url=spec.fallback_url,
+            fallback_method=spec.fallback_method,
+            status_callback=spec.status_callback,
+            use_inbound_webhook_on_number=spec.use_inbound_webhook_on_number,
+            numbers=spec.numbers,
+        )
+    except KeyError as exc:
+        return _problem(404, f"unknown number {exc.args[0]}")
+    except ValueError as exc:
+        return _problem(409, str(exc))
+    state.notify()
+    return web.json_response(service_json(state, service, base_url_of(request)), status=201)
 
 
 def _config_json(state: FakeState) -> dict[str, JSONValue]:
@@ -297,10 +400,12 @@ async def get_media_fetches(request: web.Request) -> web.Response:
 
 
 async def post_inbound(request: web.Request) -> web.Response:
-    """Deliver an inbound message to a webhook URL and report the answer."""
+    """Deliver an inbound message (to `url`, else as its number routes) and report the answer."""
     spec = await _parse(request, InboundSpec)
     try:
         result = await request.app[DISPATCHER_KEY].send_inbound(spec, base_url_of(request))
+    except Unroutable as exc:
+        return _problem(409, str(exc))
     except LookupError as exc:
         return _problem(404, str(exc))
     except ValueError as exc:

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FaultKind = Literal["429", "429-no-retry-after", "500", "500-after-create", "503", "slow"]
-Operation = Literal["create", "fetch", "list", "delete", "media", "account"]
+# Messages (create, fetch, list, delete), media, the account, and the number-setup APIs:
+# IncomingPhoneNumbers ("numbers") and Messaging Services ("services").
+Operation = Literal["create", "fetch", "list", "delete", "media", "account", "numbers", "services"]
 ALL_OPERATIONS: frozenset[Operation] = frozenset(
-    ("create", "fetch", "list", "delete", "media", "account")
+    ("create", "fetch", "list", "delete", "media", "account", "numbers", "services")
 )
 
 

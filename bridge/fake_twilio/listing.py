@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from multidict import MultiMapping
 
+from .numbers import IncomingNumber
 from .records import JSONValue, Pairs
 from .state import Message
 
@@ -20,6 +21,7 @@ T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DATE_FILTERS = ("DateSent", "DateSent<", "DateSent>")
+NUMBER_FILTERS = ("FriendlyName", "Beta", "PhoneNumber", "Origin")
 
 
 class BadQuery(ValueError):
@@ -94,6 +96,58 @@ def parse_message_filter(query: MultiMapping[str]) -> MessageFilter:
     )
 
 
+@dataclass(frozen=True)
+class NumberFilter:
+    """The filtering part of an IncomingPhoneNumbers list query."""
+
+    echoed: Pairs
+    friendly_name: str | None
+    phone: re.Pattern[str] | None
+    origin: str | None
+
+    def matches(self, number: IncomingNumber) -> bool:
+        """Whether a number passes every given filter (the fake has no beta numbers)."""
+        if self.friendly_name is not None and number.friendly_name != self.friendly_name:
+            return False
+        if self.phone is not None and self.phone.search(number.phone_number[1:]) is None:
+            return False
+        # Beta=false would hide numbers new to Twilio; the fake's are neither new nor hosted.
+        return self.origin is None or self.origin == "twilio"
+
+
+def parse_number_filter(query: MultiMapping[str]) -> NumberFilter:
+    """Read FriendlyName (exact), PhoneNumber (partial, `*` = any digit), Beta and Origin."""
+    echoed: Pairs = [(name, query[name]) for name in NUMBER_FILTERS if query.get(name)]
+    beta_text = (query.get("Beta") or "").lower()
+    if beta_text not in ("", "true", "false"):
+        raise BadQuery("Beta must be true or false")
+    raw_phone = query.get("PhoneNumber") or None
+    phone = phone_pattern(raw_phone) if raw_phone else None
+    if raw_phone and phone is None:
+        raise BadQuery(f"PhoneNumber is not a valid phone number pattern: {raw_phone}")
+    return NumberFilter(
+        echoed=echoed,
+        friendly_name=query.get("FriendlyName") or None,
+        phone=phone,
+        origin=query.get("Origin") or None,
+    )
+
+
+def phone_pattern(raw: str) -> re.Pattern[str] | None:
+    """A `PhoneNumber` filter as a pattern over a number's digits, or None if it has none.
+
+    Twilio matches partial numbers, `*` standing for any digit; a leading `+` anchors the
+    pattern at the start, so a full E.164 number finds itself and no shorter or shifted match.
+    Formatting characters are ignored.
+    """
+    text = raw.strip()
+    kept = [ch for ch in text if ch.isdigit() or ch == "*"]
+    if not kept:
+        return None
+    body = "".join(r"\d" if ch == "*" else ch for ch in kept)
+    return re.compile(("^" if text.startswith("+") else "") + body)
+
+
 def build_page(
     *,
     path: str,
@@ -128,6 +182,45 @@ def build_page(
         ),
         "start": start,
         "uri": uri(page.number, page.token),
+    }
+
+
+def build_meta_page(
+    *,
+    base_url: str,
+    path: str,
+    key: str,
+    items: Sequence[T],
+    sid_of: Callable[[T], str],
+    render: Callable[[T], JSONValue],
+    page: PageRequest,
+) -> dict[str, JSONValue]:
+    """One page in the newer APIs' shape: records under `key`, absolute URLs under `meta`."""
+    start_index = _start_index(items, sid_of, page)
+    chunk = items[start_index : start_index + page.size]
+
+    def url(number: int, token: str | None) -> str:
+        query = [("PageSize", str(page.size)), ("Page", str(number))]
+        if token:
+            query.append(("PageToken", token))
+        return f"{base_url}{path}?{urlencode(query)}"
+
+    more = start_index + len(chunk) < len(items)
+    return {
+        key: [render(item) for item in chunk],
+        "meta": {
+            "first_page_url": url(0, None),
+            "key": key,
+            "next_page_url": url(page.number + 1, "PA" + sid_of(chunk[-1]))
+            if more and chunk
+            else None,
+            "page": page.number,
+            "page_size": page.size,
+            "previous_page_url": (
+                url(page.number - 1, "PB" + sid_of(chunk[0])) if page.number > 0 and chunk else None
+            ),
+            "url": url(page.number, page.token),
+        },
     }
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from .faults import FaultKind, Operation
+from .numbers import HttpMethod
 from .state import AccountStatus, KeyType
+
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+NumberRef = Annotated[str, Field(pattern=r"^(\+[1-9]\d{6,14}|PN[0-9a-fA-F]{32})$")]
 
 
 class _Body(BaseModel):
@@ -30,6 +34,50 @@ class KeySpec(_Body):
     sid: str | None = Field(default=None, pattern=r"^SK[0-9a-fA-F]{32}$")
     secret: str | None = Field(default=None, min_length=1)
     kind: KeyType = "standard"
+
+
+class CapabilitiesSpec(_Body):
+    """What a provisioned number can do."""
+
+    voice: bool = True
+    sms: bool = True
+    mms: bool = True
+    fax: bool = False
+
+
+class NumberSpec(_Body):
+    """Provision a phone number on an account, optionally into a Messaging Service.
+
+    URLs are taken as given (even invalid ones), so tests can stage any misconfiguration.
+    """
+
+    account_sid: str
+    phone_number: str = Field(pattern=E164_PATTERN)
+    sid: str | None = Field(default=None, pattern=r"^PN[0-9a-fA-F]{32}$")
+    friendly_name: str | None = None
+    capabilities: CapabilitiesSpec = Field(default_factory=CapabilitiesSpec)
+    sms_url: str = ""
+    sms_method: HttpMethod = "POST"
+    sms_fallback_url: str = ""
+    sms_fallback_method: HttpMethod = "POST"
+    status_callback: str = ""
+    voice_url: str = ""
+    messaging_service_sid: str | None = None
+
+
+class ServiceSpec(_Body):
+    """Create a Messaging Service; `numbers` are E.164 numbers (provisioned if new) or PN SIDs."""
+
+    account_sid: str
+    sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
+    friendly_name: str = "Fake Messaging Service"
+    inbound_request_url: str | None = None
+    inbound_method: HttpMethod = "POST"
+    fallback_url: str | None = None
+    fallback_method: HttpMethod = "POST"
+    status_callback: str | None = None
+    use_inbound_webhook_on_number: bool = False
+    numbers: list[NumberRef] = Field(default_factory=list)
 
 
 class ConfigPatch(_Body):
@@ -81,9 +129,14 @@ class MediaSpec(_Body):
 
 
 class InboundSpec(_Body):
-    """An inbound message the fake sends to a webhook URL, as Twilio would."""
+    """An inbound message the fake sends, as Twilio would.
 
-    url: str = Field(min_length=1)
+    Without `url` it goes where Twilio would send it: the Messaging Service's inbound webhook
+    when `to` is in a service that does not defer to its numbers, else the number's SmsUrl,
+    each with its own method and fallback unless `method` or `fallback_url` are given.
+    """
+
+    url: str | None = Field(default=None, min_length=1)
     from_: str = Field(alias="from", min_length=1)
     to: str = Field(min_length=1)
     body: str = ""

@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
+from .formats import API_VERSION, country_of
 from .models import InboundSpec
 from .records import Pairs, utcnow
-from .state import API_VERSION, Message
-
-# A few calling codes are enough for plausible geo fields; Twilio leaves the rest empty.
-_COUNTRY_BY_PREFIX = (
-    ("+1", "US"),
-    ("+44", "GB"),
-    ("+61", "AU"),
-    ("+33", "FR"),
-    ("+49", "DE"),
-    ("+34", "ES"),
-)
-
-
-def country_of(number: str) -> str:
-    """ISO country of a number for the geo fields, or "" when unknown."""
-    number = number.rpartition(":")[2]
-    for prefix, country in _COUNTRY_BY_PREFIX:
-        if number.startswith(prefix):
-            return country
-    return ""
+from .state import Message
 
 
 def status_params(message: Message, status: str, error_code: int | None) -> Pairs:

@@ -9,11 +9,12 @@ import itertools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import datetime
 from typing import Literal
 
 from .faults import FaultInjector
+from .formats import ACCOUNTS_PREFIX, API_VERSION, new_sid, rfc2822
+from .numbers import E164, NumberDirectory
 from .records import (
     ApiRequestRecord,
     JSONValue,
@@ -22,9 +23,6 @@ from .records import (
     WebhookRecord,
     utcnow,
 )
-
-API_VERSION = "2010-04-01"
-ACCOUNTS_PREFIX = f"/{API_VERSION}/Accounts"
 
 MessageStatus = Literal[
     "queued",
@@ -45,16 +43,6 @@ Direction = Literal["inbound", "outbound-api", "outbound-call", "outbound-reply"
 KeyType = Literal["standard", "main"]
 AccountStatus = Literal["active", "suspended", "closed"]
 CredentialKind = Literal["auth_token", "standard", "main"]
-
-
-def new_sid(prefix: str) -> str:
-    """A Twilio-style SID: two letters and 32 lowercase hex digits."""
-    return prefix + secrets.token_hex(16)
-
-
-def rfc2822(moment: datetime | None) -> str | None:
-    """Format like `Thu, 24 Aug 2023 05:01:45 +0000`."""
-    return None if moment is None else format_datetime(moment.astimezone(UTC))
 
 
 @dataclass
@@ -223,6 +211,7 @@ class FakeState:
         self.accounts: dict[str, Account] = {}
         self.keys: dict[str, ApiKey] = {}
         self.messages: dict[str, Message] = {}
+        self.directory = NumberDirectory(self.accounts)
         self.requests: list[ApiRequestRecord] = []
         self.webhooks: list[WebhookRecord] = []
         self.media_fetches: list[MediaFetchRecord] = []
@@ -240,15 +229,24 @@ class FakeState:
         numbers: list[str] | None = None,
         status: AccountStatus = "active",
     ) -> Account:
-        """Register (or replace) an account; SID and token are generated when not given."""
+        """Register (or replace) an account; SID and token are generated when not given.
+
+        Each E.164 number in `numbers` also becomes an IncomingPhoneNumber of the account
+        (ValueError if another account has it); replacing an account drops its old numbers.
+        """
         account = Account(
             sid=sid or new_sid("AC"),
             auth_token=auth_token or secrets.token_hex(16),
             friendly_name=friendly_name,
             status=status,
-            numbers=list(numbers or []),
         )
+        self.directory.forget_account(account.sid)
         self.accounts[account.sid] = account
+        for number in dict.fromkeys(numbers or []):
+            if E164.fullmatch(number):
+                self.directory.add_number(account.sid, number)
+            elif number not in account.numbers:
+                account.numbers.append(number)
         self.notify()
         return account
 
@@ -332,10 +330,11 @@ class FakeState:
         ]
 
     def reset(self, *, keep_accounts: bool = True) -> None:
-        """Forget messages, records and faults (and accounts/keys unless kept)."""
+        """Forget messages, records and faults (accounts, keys, numbers, services unless kept)."""
         if not keep_accounts:
             self.accounts.clear()
             self.keys.clear()
+            self.directory.clear()
         self.messages.clear()
         self.requests.clear()
         self.webhooks.clear()

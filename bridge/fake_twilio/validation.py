@@ -154,3 +154,114 @@ def _check_sender(raw_from: str, to: str, account: Account) -> str | Problem:
             "or short code for your account.",
         )
     return from_
+
+
+# IncomingPhoneNumber update: form field → attribute, for the fields the fake keeps.
+NUMBER_URL_FIELDS = (
+    ("SmsUrl", "sms_url"),
+    ("SmsFallbackUrl", "sms_fallback_url"),
+    ("VoiceUrl", "voice_url"),
+    ("VoiceFallbackUrl", "voice_fallback_url"),
+)
+NUMBER_METHOD_FIELDS = (
+    ("SmsMethod", "sms_method"),
+    ("SmsFallbackMethod", "sms_fallback_method"),
+    ("StatusCallbackMethod", "status_callback_method"),
+    ("VoiceMethod", "voice_method"),
+    ("VoiceFallbackMethod", "voice_fallback_method"),
+)
+SERVICE_URL_FIELDS = (
+    ("InboundRequestUrl", "inbound_request_url"),
+    ("FallbackUrl", "fallback_url"),
+    ("StatusCallback", "status_callback"),
+)
+SERVICE_METHOD_FIELDS = (("InboundMethod", "inbound_method"), ("FallbackMethod", "fallback_method"))
+SERVICE_FLAG_FIELDS = (
+    ("UseInboundWebhookOnNumber", "use_inbound_webhook_on_number"),
+    ("StickySender", "sticky_sender"),
+    ("MmsConverter", "mms_converter"),
+    ("SmartEncoding", "smart_encoding"),
+    ("FallbackToLongCode", "fallback_to_long_code"),
+    ("AreaCodeGeomatch", "area_code_geomatch"),
+    ("SynchronousValidation", "synchronous_validation"),
+)
+SCAN_MESSAGE_CONTENT = ("inherit", "enable", "disable")
+USECASES = ("notifications", "marketing", "verification", "discussion", "poll", "undeclared")
+MAX_VALIDITY_PERIOD = 36000
+# Messaging v1 answers a malformed parameter with the generic "invalid parameter" code.
+INVALID_PARAMETER = 20001
+
+Changes = dict[str, str | bool | int | None]
+
+
+def validate_number_update(params: MultiMapping[str]) -> Changes | Problem:
+    """The attribute changes of an IncomingPhoneNumber update; "" clears a URL."""
+    changes: Changes = {}
+    if "FriendlyName" in params:
+        changes["friendly_name"] = params["FriendlyName"]
+    for name, attribute in NUMBER_URL_FIELDS:
+        if name in params:
+            url = params[name].strip()
+            if url and not valid_http_url(url, max_length=MAX_CALLBACK_URL):
+                return Problem(21402, f"{name} is not valid: {url}")
+            changes[attribute] = url
+    if "StatusCallback" in params:
+        callback = params["StatusCallback"].strip()
+        if callback and not valid_http_url(callback, max_length=MAX_CALLBACK_URL):
+            return Problem(21502, f"The callback url provided is not a valid URL: {callback}")
+        changes["status_callback"] = callback
+    for name, attribute in NUMBER_METHOD_FIELDS:
+        if name in params:
+            method = _method(params[name])
+            if method is None:
+                return Problem(21403, f"{name} must be either GET or POST, not {params[name]!r}")
+            changes[attribute] = method
+    return changes
+
+
+def validate_service_update(params: MultiMapping[str]) -> Changes | Problem:
+    """The attribute changes of a Messaging Service update; "" clears a URL (to null)."""
+    changes: Changes = {}
+    if "FriendlyName" in params:
+        changes["friendly_name"] = params["FriendlyName"]
+    for name, attribute in SERVICE_URL_FIELDS:
+        if name in params:
+            url = params[name].strip()
+            if url and not valid_http_url(url, max_length=MAX_CALLBACK_URL):
+                return Problem(INVALID_PARAMETER, f"Invalid parameter: {name}")
+            changes[attribute] = url or None
+    for name, attribute in SERVICE_METHOD_FIELDS:
+        if name in params:
+            method = _method(params[name])
+            if method is None:
+                return Problem(INVALID_PARAMETER, f"Invalid parameter: {name}")
+            changes[attribute] = method
+    for name, attribute in SERVICE_FLAG_FIELDS:
+        if name in params:
+            flag = params[name].strip().lower()
+            if flag not in ("true", "false"):
+                return Problem(INVALID_PARAMETER, f"Invalid parameter: {name}")
+            changes[attribute] = flag == "true"
+    return _service_settings(params, changes)
+
+
+def _service_settings(params: MultiMapping[str], changes: Changes) -> Changes | Problem:
+    if "ValidityPeriod" in params:
+        raw = params["ValidityPeriod"].strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_VALIDITY_PERIOD:
+            return Problem(INVALID_PARAMETER, "Invalid parameter: ValidityPeriod")
+        changes["validity_period"] = int(raw)
+    for name, attribute, allowed in (
+        ("ScanMessageContent", "scan_message_content", SCAN_MESSAGE_CONTENT),
+        ("Usecase", "usecase", USECASES),
+    ):
+        if name in params:
+            if params[name] not in allowed:
+                return Problem(INVALID_PARAMETER, f"Invalid parameter: {name}")
+            changes[attribute] = params[name]
+    return changes
+
+
+def _method(raw: str) -> str | None:
+    method = raw.strip().upper()
+    return method if method in ("GET", "POST") else None

@@ -8,22 +8,45 @@ import binascii
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 from yarl import URL
 
 from .delivery import Sender, build_record
+from .formats import new_sid
 from .magic import ERROR_MESSAGES, Outcome
 from .models import InboundSpec
+from .numbers import HttpMethod
 from .payloads import inbound_params, status_params
 from .records import MediaFetchRecord, WebhookRecord, utcnow
 from .segments import count_segments
-from .state import Account, FakeState, Media, Message, MessageStatus, new_sid
+from .state import Account, FakeState, Media, Message, MessageStatus
 
 log = logging.getLogger(__name__)
 
 POOL_NUMBER = "+15005550006"
 PRICE_PER_SEGMENT = 0.0079
+
+
+RouteSource = Literal["request", "number", "service"]
+
+
+class Unroutable(Exception):
+    """Twilio would send no webhook for this inbound message (no URL is configured)."""
+
+
+@dataclass(frozen=True)
+class InboundRoute:
+    """Where an inbound message goes, and whose configuration said so."""
+
+    account: Account
+    url: str
+    method: HttpMethod
+    fallback_url: str | None
+    fallback_method: HttpMethod
+    messaging_service_sid: str | None
+    source: RouteSource
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,7 @@ class InboundResult:
     message: Message
     webhook: WebhookRecord
     fallback: WebhookRecord | None
+    route: RouteSource = "request"
 
 
 def failed(record: WebhookRecord) -> bool:
@@ -126,8 +150,7 @@ class Dispatcher:
         message.status = status
         message.updated = now
         if message.from_ is None:
-            account = self.state.accounts.get(message.account_sid)
-            message.from_ = account.numbers[0] if account and account.numbers else POOL_NUMBER
+            message.from_ = self._pool_sender(message)
         if message.num_segments == 0:
             message.num_segments = count_segments(message.body)
         if status == "sent":
@@ -139,6 +162,16 @@ class Dispatcher:
             message.error_code = error_code
             message.error_message = ERROR_MESSAGES.get(error_code or 0, "Unknown error")
         self.state.notify()
+
+    def _pool_sender(self, message: Message) -> str:
+        # Twilio picks the sender from the Messaging Service's pool when it knows the service.
+        directory = self.state.directory
+        service = directory.find_service(message.account_sid, message.messaging_service_sid or "")
+        pool = directory.service_numbers(service) if service is not None else []
+        if pool:
+            return pool[0].phone_number
+        account = self.state.accounts.get(message.account_sid)
+        return account.numbers[0] if account and account.numbers else POOL_NUMBER
 
     async def send_status(
         self, message: Message, status: str, error_code: int | None
@@ -183,9 +216,57 @@ class Dispatcher:
         self._log_webhook(copy)
         return self.state.record_webhook(copy)
 
+    def route_inbound(self, spec: InboundSpec) -> InboundRoute:
+        """Where Twilio sends a message to `spec.to`: `spec.url`, else as the number is set up.
+
+        LookupError if `to` is no provisioned number; Unroutable if nothing is configured.
+        """
+        if spec.url is not None:
+            return InboundRoute(
+                account=self._account_for(spec.account_sid),
+                url=spec.url,
+                method=spec.method,
+                fallback_url=spec.fallback_url,
+                fallback_method="POST",
+                messaging_service_sid=spec.messaging_service_sid,
+                source="request",
+            )
+        directory = self.state.directory
+        number = directory.number_for(spec.to, spec.account_sid)
+        account = None if number is None else self.state.accounts.get(number.account_sid)
+        if number is None or account is None:
+            raise LookupError(f"{spec.to} is not a provisioned number; give a url")
+        service = directory.services.get(number.service_sid or "")
+        source: RouteSource
+        if service is not None and not service.use_inbound_webhook_on_number:
+            if not service.inbound_request_url:
+                raise Unroutable(
+                    f"Messaging Service {service.sid} has no InboundRequestUrl and does not "
+                    "defer to its numbers: Twilio drops the message"
+                )
+            url, method = service.inbound_request_url, service.inbound_method
+            fallback, fallback_method = service.fallback_url, service.fallback_method
+            source = "service"
+        else:
+            if not number.sms_url:
+                raise Unroutable(f"{number.phone_number} has no SmsUrl: Twilio sends no webhook")
+            url, method = number.sms_url, number.sms_method
+            fallback, fallback_method = number.sms_fallback_url, number.sms_fallback_method
+            source = "number"
+        return InboundRoute(
+            account=account,
+            url=url,
+            method=spec.method if "method" in spec.model_fields_set else method,
+            fallback_url=spec.fallback_url or fallback or None,
+            fallback_method="POST" if spec.fallback_url else fallback_method,
+            messaging_service_sid=spec.messaging_service_sid or number.service_sid,
+            source=source,
+        )
+
     async def send_inbound(self, spec: InboundSpec, base_url: str) -> InboundResult:
-        """Store an inbound message (with hosted media) and deliver it to `spec.url`."""
-        account = self._account_for(spec.account_sid)
+        """Store an inbound message (with hosted media) and deliver it as `route_inbound` says."""
+        route = self.route_inbound(spec)
+        account = route.account
         media_bytes = [_decode(m.data_base64) for m in spec.media]
         sid = new_sid("MM" if spec.media else "SM")
         message = Message(
@@ -198,7 +279,7 @@ class Dispatcher:
             body=spec.body,
             num_segments=count_segments(spec.body),
             seq=self.state.next_seq(),
-            messaging_service_sid=spec.messaging_service_sid,
+            messaging_service_sid=route.messaging_service_sid,
             date_sent=utcnow(),
         )
         message.media = [
@@ -211,11 +292,11 @@ class Dispatcher:
             kind="inbound",
             account_sid=account.sid,
             message_sid=sid,
-            url=spec.url,
+            url=route.url,
             auth_token=account.auth_token,
             params=params,
             json_body=spec.json_body,
-            method=spec.method,
+            method=route.method,
             signature=spec.signature,
             sign_url=spec.sign_url,
         )
@@ -223,12 +304,14 @@ class Dispatcher:
         self._log_webhook(record)
         self.state.record_webhook(record)
         fallback = None
-        if spec.fallback_url and failed(record):
-            fallback = await self._fallback(spec.fallback_url, account, record)
-        return InboundResult(message, record, fallback)
+        if route.fallback_url and failed(record):
+            fallback = await self._fallback(
+                route.fallback_url, route.fallback_method, account, record
+            )
+        return InboundResult(message, record, fallback, route.source)
 
     async def _fallback(
-        self, url: str, account: Account, failed_record: WebhookRecord
+        self, url: str, method: HttpMethod, account: Account, failed_record: WebhookRecord
     ) -> WebhookRecord:
         answer = failed_record.answer
         connect_failed = answer is not None and (answer.error or "").startswith("connect")
@@ -244,6 +327,7 @@ class Dispatcher:
             url=url,
             auth_token=account.auth_token,
             params=params,
+            method=method,
         )
         await self.sender.send(record)
         self._log_webhook(record)

@@ -1,4 +1,7 @@
-"""Adapter over Twilio's 2010-04-01 REST API: typed results and typed, classified errors.
+"""Adapter over Twilio's REST APIs: typed results and typed, classified errors.
+
+It speaks the 2010-04-01 API on `base_url` (Messages, Accounts, IncomingPhoneNumbers) and the
+Messaging v1 API on `messaging_api_base` (Services and their PhoneNumbers).
 
 Every failure is one of three kinds, because the caller's durable queue must know whether a
 create may have reached Twilio:
@@ -9,7 +12,9 @@ create may have reached Twilio:
 - `TwilioAmbiguous`: it may have been processed (5xx, timeout or connection lost after sending,
   an unreadable success); look for the message before resending.
 
-There are no retries here; the caller's queue owns them.
+There are no retries here; the caller's queue owns them. Only a create needs that care: reads
+are safe to repeat after any failure, and the number and service updates set absolute values,
+so repeating one that may have been applied is harmless too.
 """
 
 from __future__ import annotations
@@ -22,18 +27,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from bridge.errors import BridgeError
 
 __all__ = [
     "AccountInfo",
     "Credentials",
+    "HttpMethod",
+    "IncomingNumber",
     "ListedMessage",
+    "MessagingService",
+    "NumberCapabilities",
     "SentMessage",
+    "ServiceNumber",
     "TwilioAmbiguous",
     "TwilioClient",
     "TwilioError",
@@ -44,6 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
+MESSAGING_VERSION = "v1"
 MAX_PAGE_SIZE = 1000
 REDACTED = "[redacted]"
 
@@ -60,6 +72,8 @@ USER_AGENT = _user_agent()
 
 Observer = Callable[[str, int | None, float], None]
 JSONObject = dict[str, Any]
+HttpMethod = Literal["GET", "POST"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,49 @@ class AccountInfo:
     status: str
     type: str | None
     friendly_name: str | None
+
+
+@dataclass(frozen=True)
+class NumberCapabilities:
+    """What a phone number can receive and send."""
+
+    sms: bool
+    mms: bool
+    voice: bool
+
+
+@dataclass(frozen=True)
+class IncomingNumber:
+    """One of the account's phone numbers and the webhook its texts go to (unset URLs: None)."""
+
+    sid: str
+    phone_number: str
+    friendly_name: str | None
+    capabilities: NumberCapabilities
+    sms_url: str | None
+    sms_method: HttpMethod | None
+    sms_fallback_url: str | None
+
+
+@dataclass(frozen=True)
+class MessagingService:
+    """A Messaging Service: unless it defers to its numbers, their texts go to its own URL."""
+
+    sid: str
+    friendly_name: str | None
+    inbound_request_url: str | None
+    inbound_method: HttpMethod | None
+    use_inbound_webhook_on_number: bool
+    status_callback: str | None
+
+
+@dataclass(frozen=True)
+class ServiceNumber:
+    """A phone number in a Messaging Service's sender pool (its SID is the number's PN…)."""
+
+    sid: str
+    phone_number: str
+    service_sid: str | None
 
 
 class TwilioError(BridgeError):
@@ -176,11 +233,15 @@ class TwilioClient:
         connect_timeout: float = 5.0,
         total_timeout: float = 15.0,
         observe: Observer | None = None,
+        messaging_api_base: str = "https://messaging.twilio.com",
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL")
+        if not messaging_api_base.startswith(("http://", "https://")):
+            raise ValueError("messaging_api_base must be an http(s) URL")
         self._session = session
         self._base_url = base_url.rstrip("/")
+        self._messaging_base = messaging_api_base.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout)
         self._observe = observe
 
@@ -230,30 +291,117 @@ class TwilioClient:
         max_pages: int = 20,
     ) -> list[ListedMessage]:
         """Messages to `to` (sent on or after `sent_after`, a GMT day), newest first."""
-        if not 1 <= page_size <= MAX_PAGE_SIZE or max_pages < 1:
-            raise ValueError("page_size must be within 1..1000 and max_pages at least 1")
+        _check_paging(page_size, max_pages)
         first_query = [("To", to)]
         if from_ is not None:
             first_query.append(("From", from_))
         if sent_after is not None:
             first_query.append(("DateSent>", sent_after.isoformat()))
         first_query.append(("PageSize", str(page_size)))
-        # Later pages are fully described by Twilio's next_page_uri.
-        query: list[tuple[str, str]] | None = first_query
-        operation = "list_messages"
-        url = self._account_url(creds, "/Messages.json")
-        found: list[ListedMessage] = []
-        for _ in range(max_pages):
-            status, doc = await self._call(operation, "GET", url, creds, params=query)
-            items = doc.get("messages")
-            if not isinstance(items, list):
-                raise _unreadable(operation, status)
-            found.extend(_listed(item, operation, status) for item in items)
-            next_uri = doc.get("next_page_uri")
-            if not isinstance(next_uri, str) or not next_uri:
-                break
-            url, query = self._follow(next_uri, operation, status), None
-        return found
+        return await self._read_pages(
+            "list_messages",
+            self._account_url(creds, "/Messages.json"),
+            creds,
+            first_query,
+            "messages",
+            max_pages,
+            _listed,
+        )
+
+    async def list_incoming_numbers(
+        self,
+        creds: Credentials,
+        *,
+        phone_number: str | None = None,
+        page_size: int = 50,
+        max_pages: int = 20,
+    ) -> list[IncomingNumber]:
+        """The account's phone numbers, or only `phone_number` (E.164) itself; safe to retry.
+
+        Twilio's PhoneNumber filter also matches partial numbers, so its answer is narrowed to
+        the exact number here.
+        """
+        _check_paging(page_size, max_pages)
+        query = [("PhoneNumber", phone_number)] if phone_number is not None else []
+        query.append(("PageSize", str(page_size)))
+        found = await self._read_pages(
+            "list_incoming_numbers",
+            self._account_url(creds, "/IncomingPhoneNumbers.json"),
+            creds,
+            query,
+            "incoming_phone_numbers",
+            max_pages,
+            _incoming_number,
+        )
+        if phone_number is None:
+            return found
+        return [n for n in found if n.phone_number == phone_number]
+
+    async def fetch_incoming_number(self, creds: Credentials, sid: str) -> IncomingNumber:
+        """One phone number by its SID (PN…); an unknown one is TwilioRejected 404/20404."""
+        operation = "fetch_incoming_number"
+        url = self._account_url(creds, f"/IncomingPhoneNumbers/{quote(sid, safe='')}.json")
+        status, doc = await self._call(operation, "GET", url, creds)
+        return _incoming_number(doc, operation, status)
+
+    async def update_incoming_number(
+        self,
+        creds: Credentials,
+        sid: str,
+        *,
+        sms_url: str | None = None,
+        sms_method: HttpMethod | None = None,
+        sms_fallback_url: str | None = None,
+    ) -> IncomingNumber:
+        """Point a number's texts somewhere ("" clears a URL, None leaves it); the new state."""
+        form = _form(
+            ("SmsUrl", sms_url), ("SmsMethod", sms_method), ("SmsFallbackUrl", sms_fallback_url)
+        )
+        operation = "update_incoming_number"
+        url = self._account_url(creds, f"/IncomingPhoneNumbers/{quote(sid, safe='')}.json")
+        status, doc = await self._call(operation, "POST", url, creds, data=form)
+        return _incoming_number(doc, operation, status)
+
+    async def fetch_service(self, creds: Credentials, sid: str) -> MessagingService:
+        """A Messaging Service by its SID (MG…); safe to retry."""
+        operation = "fetch_service"
+        status, doc = await self._call(operation, "GET", self._service_url(sid), creds)
+        return _messaging_service(doc, operation, status)
+
+    async def update_service(
+        self,
+        creds: Credentials,
+        sid: str,
+        *,
+        inbound_request_url: str | None = None,
+        inbound_method: HttpMethod | None = None,
+        use_inbound_webhook_on_number: bool | None = None,
+    ) -> MessagingService:
+        """Change where a service's texts go ("" clears the URL, None leaves it); the new state."""
+        form = _form(
+            ("InboundRequestUrl", inbound_request_url),
+            ("InboundMethod", inbound_method),
+            ("UseInboundWebhookOnNumber", _boolean(use_inbound_webhook_on_number)),
+        )
+        operation = "update_service"
+        status, doc = await self._call(operation, "POST", self._service_url(sid), creds, data=form)
+        return _messaging_service(doc, operation, status)
+
+    async def list_service_numbers(
+        self, creds: Credentials, sid: str, *, page_size: int = 50, max_pages: int = 20
+    ) -> list[ServiceNumber]:
+        """The phone numbers in a Messaging Service's sender pool; safe to retry."""
+        _check_paging(page_size, max_pages)
+        return await self._read_pages(
+            "list_service_numbers",
+            self._service_url(sid, "/PhoneNumbers"),
+            creds,
+            [("PageSize", str(page_size))],
+            "phone_numbers",
+            max_pages,
+            _service_number,
+            meta_links=True,
+        )
 
     async def fetch_account(self, creds: Credentials) -> AccountInfo:
         """The account resource; needs the auth token or a Main API key."""
@@ -291,13 +439,68 @@ class TwilioClient:
         sid = quote(creds.account_sid, safe="")
         return f"{self._base_url}/{API_VERSION}/Accounts/{sid}{suffix}"
 
+    def _service_url(self, sid: str, suffix: str = "") -> str:
+        return f"{self._messaging_base}/{MESSAGING_VERSION}/Services/{quote(sid, safe='')}{suffix}"
+
+    async def _read_pages(
+        self,
+        operation: str,
+        url: str,
+        creds: Credentials,
+        query: list[tuple[str, str]],
+        key: str,
+        max_pages: int,
+        parse: Callable[[object, str, int], T],
+        *,
+        meta_links: bool = False,
+    ) -> list[T]:
+        """The records under `key` of up to `max_pages` pages, following Twilio's next links.
+
+        The 2010 API links to the next page relative to its host (`next_page_uri`); the newer
+        APIs with an absolute URL under `meta` (`next_page_url`).
+        """
+        params: list[tuple[str, str]] | None = query
+        found: list[T] = []
+        for _ in range(max_pages):
+            status, doc = await self._call(operation, "GET", url, creds, params=params)
+            items = doc.get(key)
+            if not isinstance(items, list):
+                raise _unreadable(operation, status)
+            found.extend(parse(item, operation, status) for item in items)
+            next_url = (
+                self._next_meta_page(doc, operation, status)
+                if meta_links
+                else self._next_page(doc, operation, status)
+            )
+            if next_url is None:
+                break
+            # Later pages are fully described by Twilio's link.
+            url, params = next_url, None
+        return found
+
+    def _next_page(self, doc: JSONObject, operation: str, status: int) -> str | None:
+        uri = doc.get("next_page_uri")
+        return self._follow(uri, operation, status) if isinstance(uri, str) and uri else None
+
+    def _next_meta_page(self, doc: JSONObject, operation: str, status: int) -> str | None:
+        meta = doc.get("meta")
+        link = meta.get("next_page_url") if isinstance(meta, dict) else None
+        if not link:
+            return None
+        # Like a relative link, an absolute one must stay on the host the credentials are for.
+        try:
+            home = URL(self._messaging_base).origin()
+            same_host = isinstance(link, str) and URL(link).origin() == home
+        except ValueError:
+            same_host = False
+        if not same_host:
+            raise _off_host(operation, status)
+        return str(link)
+
     def _follow(self, uri: str, operation: str, status: int) -> str:
         # An absolute or scheme-relative link could carry the credentials to another host.
         if not uri.startswith("/") or uri.startswith("//"):
-            raise TwilioAmbiguous(
-                f"{operation}: HTTP {status} with a next_page_uri off the API host",
-                http_status=status,
-            )
+            raise _off_host(operation, status)
         return self._base_url + uri
 
     async def _call(
@@ -352,6 +555,28 @@ class TwilioClient:
         except Exception:
             # A broken metric must not turn a message Twilio accepted into an error to resend.
             log.exception("twilio.observe_failed operation=%s", operation)
+
+
+def _check_paging(page_size: int, max_pages: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE or max_pages < 1:
+        raise ValueError("page_size must be within 1..1000 and max_pages at least 1")
+
+
+def _form(*fields: tuple[str, str | None]) -> list[tuple[str, str]]:
+    form = [(name, value) for name, value in fields if value is not None]
+    if not form:
+        raise ValueError("nothing to update")
+    return form
+
+
+def _boolean(value: bool | None) -> str | None:
+    return None if value is None else ("true" if value else "false")
+
+
+def _off_host(operation: str, status: int) -> TwilioAmbiguous:
+    return TwilioAmbiguous(
+        f"{operation}: HTTP {status} with a next page link off the API host", http_status=status
+    )
 
 
 def _authorization(creds: Credentials) -> str:
@@ -472,6 +697,56 @@ def _listed(item: object, operation: str, status: int) -> ListedMessage:
         date_created=_date(item.get("date_created")),
         error_code=_int(item.get("error_code")),
     )
+
+
+def _incoming_number(item: object, operation: str, status: int) -> IncomingNumber:
+    if not isinstance(item, dict):
+        raise _unreadable(operation, status)
+    capabilities = item.get("capabilities")
+    flags = capabilities if isinstance(capabilities, dict) else {}
+    return IncomingNumber(
+        sid=_required(item, "sid", operation, status),
+        phone_number=_required(item, "phone_number", operation, status),
+        friendly_name=_text(item, "friendly_name"),
+        capabilities=NumberCapabilities(
+            sms=flags.get("sms") is True,
+            mms=flags.get("mms") is True,
+            voice=flags.get("voice") is True,
+        ),
+        # Twilio shows an unset URL as "" (and sometimes null); both mean "none".
+        sms_url=_text(item, "sms_url") or None,
+        sms_method=_method(item.get("sms_method")),
+        sms_fallback_url=_text(item, "sms_fallback_url") or None,
+    )
+
+
+def _messaging_service(doc: JSONObject, operation: str, status: int) -> MessagingService:
+    return MessagingService(
+        sid=_required(doc, "sid", operation, status),
+        friendly_name=_text(doc, "friendly_name"),
+        inbound_request_url=_text(doc, "inbound_request_url") or None,
+        inbound_method=_method(doc.get("inbound_method")),
+        use_inbound_webhook_on_number=doc.get("use_inbound_webhook_on_number") is True,
+        status_callback=_text(doc, "status_callback") or None,
+    )
+
+
+def _service_number(item: object, operation: str, status: int) -> ServiceNumber:
+    if not isinstance(item, dict):
+        raise _unreadable(operation, status)
+    return ServiceNumber(
+        sid=_required(item, "sid", operation, status),
+        phone_number=_required(item, "phone_number", operation, status),
+        service_sid=_text(item, "service_sid"),
+    )
+
+
+def _method(value: object) -> HttpMethod | None:
+    if value == "GET":
+        return "GET"
+    if value == "POST":
+        return "POST"
+    return None
 
 
 def _text(doc: JSONObject, key: str) -> str | None:

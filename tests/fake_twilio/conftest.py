@@ -8,12 +8,28 @@ import pytest
 
 from bridge.fake_twilio import FakeConfig, FakeTwilio, running_fake_twilio
 from bridge.fake_twilio.state import Account
-from tests.fake_twilio.helpers import Sink, TwilioApi, load_spec
+from tests.fake_twilio.helpers import (
+    NUMBERS_SPEC_PATH,
+    SERVICES_SPEC_PATH,
+    Sink,
+    TwilioApi,
+    load_spec,
+)
 
 
 @pytest.fixture(scope="session")
 def spec() -> dict[str, Any]:
     return load_spec()
+
+
+@pytest.fixture(scope="session")
+def numbers_spec() -> dict[str, Any]:
+    return load_spec(NUMBERS_SPEC_PATH)
+
+
+@pytest.fixture(scope="session")
+def services_spec() -> dict[str, Any]:
+    return load_spec(SERVICES_SPEC_PATH)
 
 
 @pytest.fixture

@@ -20,8 +20,12 @@ from bridge.fake_twilio import FakeTwilio
 from bridge.fake_twilio.state import Account
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "data" / "twilio_api_v2010_messaging.json"
+DATA = Path(__file__).resolve().parent / "data"
+NUMBERS_SPEC_PATH = DATA / "twilio_api_v2010_incoming_phone_numbers.json"
+SERVICES_SPEC_PATH = DATA / "twilio_messaging_v1_services.json"
 MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 RFC2822_GMT = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000")
+ISO8601_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM = "application/x-www-form-urlencoded"
 
@@ -35,10 +39,26 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def load_spec() -> dict[str, Any]:
-    """The OpenAPI description copied from twilio-oai."""
-    document: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    """An OpenAPI description copied from twilio-oai (the Messages one by default)."""
+    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return document
+
+
+def response_schema(spec: dict[str, Any], path: str, method: str, status: str) -> dict[str, Any]:
+    """The JSON schema of one documented answer."""
+    answer = spec["paths"][path][method]["responses"][status]
+    schema: dict[str, Any] = answer["content"]["application/json"]["schema"]
+    return schema
+
+
+def response_example(
+    spec: dict[str, Any], path: str, method: str, status: str, name: str
+) -> dict[str, Any]:
+    """One documented example answer."""
+    answer = spec["paths"][path][method]["responses"][status]
+    value: dict[str, Any] = answer["content"]["application/json"]["examples"][name]["value"]
+    return value
 
 
 def schema_errors(
@@ -87,6 +107,8 @@ def _string_errors(value: str, schema: dict[str, Any], at: str) -> list[str]:
             parsedate_to_datetime(value)
         else:
             errors.append(f"{at}: {value!r} is not an RFC 2822 GMT date")
+    if schema.get("format") == "date-time" and not ISO8601_UTC.fullmatch(value):
+        errors.append(f"{at}: {value!r} is not an ISO 8601 UTC date")
     return errors
 
 

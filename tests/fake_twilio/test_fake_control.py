@@ -9,6 +9,7 @@ import aiohttp
 from twilio.request_validator import RequestValidator
 
 from bridge.fake_twilio import FakeTwilio
+from bridge.fake_twilio.state import Account
 from tests.fake_twilio.helpers import TWIML_EMPTY, Sink, TwilioApi, basic
 
 SID = "AC" + "12" * 16
@@ -216,3 +217,97 @@ async def test_reset_forgets_messages_but_keeps_accounts_unless_asked(
 
     await call(http, fake, "POST", "/reset", {"keep_accounts": False})
     assert (await api.list()).status == 401
+
+
+async def test_numbers_and_services_are_provisioned_over_http(
+    fake: FakeTwilio, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    await call(http, fake, "POST", "/accounts", {"sid": SID, "auth_token": TOKEN})
+    number_body = {
+        "account_sid": SID,
+        "phone_number": "+15551230001",
+        "capabilities": {"mms": False},
+        "sms_url": sink.url("/number"),
+        "sms_method": "GET",
+    }
+    service_body = {
+        "account_sid": SID,
+        "sid": "MG" + "ab" * 16,
+        "friendly_name": "pool",
+        "inbound_request_url": sink.url("/service"),
+        "numbers": ["+15551230001", "+15551230002"],
+    }
+
+    status, number = await call(http, fake, "POST", "/numbers", number_body)
+    service_status, service = await call(http, fake, "POST", "/services", service_body)
+    _, numbers = await call(http, fake, "GET", f"/numbers?account_sid={SID}")
+    _, services = await call(http, fake, "GET", "/services")
+    _, state = await call(http, fake, "GET", "/state")
+
+    assert status == 201
+    assert number["sid"].startswith("PN") and number["messaging_service_sid"] is None
+    assert number["capabilities"] == {"voice": True, "sms": True, "mms": False, "fax": False}
+    assert (number["sms_url"], number["sms_method"]) == (sink.url("/number"), "GET")
+    assert service_status == 201
+    assert (service["sid"], service["numbers"]) == (service_body["sid"], service_body["numbers"])
+    assert service["url"] == f"{fake.base_url}/v1/Services/{service['sid']}"
+    assert [n["messaging_service_sid"] for n in numbers["numbers"]] == [service["sid"]] * 2
+    assert [s["sid"] for s in services["services"]] == [service["sid"]]
+    assert (state["counts"]["numbers"], state["counts"]["services"]) == (2, 1)
+    assert state["accounts"][0]["numbers"] == ["+15551230001", "+15551230002"]
+    url = f"{fake.base_url}/2010-04-01/Accounts/{SID}/IncomingPhoneNumbers.json"
+    async with http.get(url, headers=basic(SID, TOKEN)) as response:
+        listed = await response.json()
+    assert [n["sid"] for n in listed["incoming_phone_numbers"]] == [
+        n["sid"] for n in numbers["numbers"]
+    ]
+
+
+async def test_provisioning_mistakes_are_refused(
+    fake: FakeTwilio, http: aiohttp.ClientSession
+) -> None:
+    await call(http, fake, "POST", "/accounts", {"sid": SID, "auth_token": TOKEN})
+    await call(http, fake, "POST", "/numbers", {"account_sid": SID, "phone_number": "+15551230001"})
+    nobody = "AC" + "9" * 32
+
+    cases = [
+        ("/numbers", {"account_sid": SID, "phone_number": "5551230001"}, 422),
+        (
+            "/numbers",
+            {"account_sid": SID, "phone_number": "+15551230002", "sms_method": "PUT"},
+            422,
+        ),
+        ("/numbers", {"account_sid": nobody, "phone_number": "+15551230002"}, 404),
+        ("/numbers", {"account_sid": SID, "phone_number": "+15551230001"}, 409),
+        (
+            "/numbers",
+            {"account_sid": SID, "phone_number": "+15551230002", "messaging_service_sid": "MGx"},
+            404,
+        ),
+        ("/services", {"account_sid": nobody}, 404),
+        ("/services", {"account_sid": SID, "numbers": ["PN" + "0" * 32]}, 404),
+        ("/services", {"account_sid": SID, "numbers": ["not-a-number"]}, 422),
+        ("/services", {"account_sid": SID, "sid": "XX"}, 422),
+    ]
+    for path, body, expected in cases:
+        status, answer = await call(http, fake, "POST", path, body)
+        assert status == expected, (path, body, answer)
+    await call(http, fake, "POST", "/services", {"account_sid": SID, "numbers": ["+15551230001"]})
+    status, _ = await call(
+        http, fake, "POST", "/services", {"account_sid": SID, "numbers": ["+15551230001"]}
+    )
+    assert status == 409
+
+
+async def test_reset_keeps_numbers_with_their_accounts(
+    fake: FakeTwilio, account: Account, http: aiohttp.ClientSession
+) -> None:
+    fake.add_service(account.sid, numbers=["+15551230001"])
+
+    await call(http, fake, "POST", "/reset", {})
+    _, kept = await call(http, fake, "GET", "/state")
+    await call(http, fake, "POST", "/reset", {"keep_accounts": False})
+    _, gone = await call(http, fake, "GET", "/state")
+
+    assert (kept["counts"]["numbers"], kept["counts"]["services"]) == (1, 1)
+    assert (gone["counts"]["numbers"], gone["counts"]["services"]) == (0, 0)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-import traceback
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -30,6 +29,7 @@ from bridge.twilio.client import (
     TwilioUnavailable,
     _transport_error,
 )
+from tests.twilio.helpers import closed_port, exception_texts, json_app, secrets_of, serve
 
 SID = "AC" + "5e" * 16
 TOKEN = "token-9f1c2e7ab4d34c0e8a55b1"
@@ -66,19 +66,6 @@ def only_request(fake: FakeTwilio, operation: str) -> list[tuple[str, str]]:
 
 
 @asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp app on an ephemeral loopback port; yields its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
-@asynccontextmanager
 async def raw_server(reply: bytes | None) -> AsyncIterator[str]:
     """A server that reads one request, then writes `reply` verbatim (or nothing) and hangs up."""
 
@@ -101,24 +88,6 @@ async def raw_server(reply: bytes | None) -> AsyncIterator[str]:
     finally:
         server.close()
         await server.wait_closed()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def json_app(
-    status: int, document: object, headers: dict[str, str] | None = None
-) -> web.Application:
-    async def answer(request: web.Request) -> web.Response:
-        return web.json_response(document, status=status, headers=headers)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    return app
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -570,24 +539,6 @@ async def test_every_call_is_observed_and_a_broken_observer_is_harmless(
     )
     assert sent.status == "queued"
     assert "twilio.observe_failed" in caplog.text
-
-
-def secrets_of(creds: Credentials) -> list[str]:
-    header = aiohttp.encode_basic_auth(creds.username, creds.password)
-    return [creds.password, header, header.removeprefix("Basic ")]
-
-
-def exception_texts(error: BaseException) -> Iterator[str]:
-    yield "".join(traceback.format_exception(error))
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield str(current)
-        yield repr(current)
-        yield repr(current.args)
-        yield repr(vars(current))
-        current = current.__cause__ or current.__context__
 
 
 async def test_secrets_never_appear_in_errors_or_credentials(
