@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     twilio_connect_timeout: float = Field(default=5.0, gt=0, le=60)
     outbound_media_ttl_hours: float = Field(default=48.0, gt=0, le=24 * 30)
     media_url_allow_private: bool = False
+    # Texts on the phones (design §10): UDP and TCP on one host:port; empty is SIP off.
+    sip_listen: str = ""
+    sip_advertise: str = ""
+    sip_media_url_hours: float = Field(default=72.0, gt=0, le=24 * 30)
 
     @classmethod
     def settings_customise_sources(
@@ -114,6 +118,13 @@ class Settings(BaseSettings):
     @classmethod
     def _listen(cls, value: str) -> str:
         _parse_listen(value)
+        return value
+
+    @field_validator("sip_listen", "sip_advertise")
+    @classmethod
+    def _sip_address(cls, value: str) -> str:
+        if value:
+            _parse_listen(value)
         return value
 
     @field_validator("admin_token")
@@ -162,6 +173,18 @@ class Settings(BaseSettings):
     @property
     def internal_address(self) -> tuple[str, int]:
         return _parse_listen(self.internal_listen)
+
+    @property
+    def sip_address(self) -> tuple[str, int] | None:
+        """Where SIP listens, or None when it is off."""
+        return _parse_listen(self.sip_listen) if self.sip_listen else None
+
+    @property
+    def sip_advertised(self) -> tuple[str, int] | None:
+        """What Via and Contact name: the advertised address, else the listening one."""
+        if self.sip_advertise:
+            return _parse_listen(self.sip_advertise)
+        return self.sip_address
 
     @property
     def public_path_prefix(self) -> str:

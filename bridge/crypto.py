@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class SecretBox:
 
     def __init__(self, current: bytes, previous: tuple[bytes, ...] = ()) -> None:
         self.current_key_id = key_id_of(current)
+        self._current = current
         self._keys = {key_id_of(k): AESGCM(k) for k in (*previous, current)}
 
     def seal(self, plaintext: str, context: str) -> Sealed:
@@ -49,6 +51,13 @@ class SecretBox:
             nonce, plaintext.encode("utf-8"), context.encode("utf-8")
         )
         return Sealed(self.current_key_id, nonce + blob)
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for ``purpose`` that every process with the same current key derives alike
+        (digest nonces any of them can check, say), and that says nothing about this key."""
+        return hmac.new(
+            self._current, b"sms-bridge derive\x00" + purpose.encode(), "sha256"
+        ).digest()
 
     def open(self, sealed: Sealed, context: str) -> str:
         aead = self._keys.get(sealed.key_id)
@@ -83,6 +92,10 @@ def config_secret_context(config_id: str, what: Literal["auth_token", "api_key_s
 
 def delivery_secret_context(tenant_id: str) -> str:
     return f"delivery_target:{tenant_id}:secret"
+
+
+def sip_secret_context(tenant_id: str, what: Literal["auth_password", "inbound_password"]) -> str:
+    return f"sip_settings:{tenant_id}:{what}"
 
 
 @dataclass(frozen=True)

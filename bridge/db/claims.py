@@ -16,14 +16,18 @@ _HOLDERS = """
 SELECT claimed_by FROM events WHERE claimed_by LIKE $1
 UNION SELECT claimed_by FROM message_media WHERE claimed_by LIKE $1
 UNION SELECT claimed_by FROM senders WHERE claimed_by LIKE $1
+UNION SELECT claimed_by FROM sip_deliveries WHERE claimed_by LIKE $1
 """
 
 _RELEASE = """
 WITH e AS (UPDATE events SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[]) RETURNING 1),
      m AS (UPDATE message_media SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[])
            RETURNING 1),
-     s AS (UPDATE senders SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[]) RETURNING 1)
+     s AS (UPDATE senders SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[]) RETURNING 1),
+     p AS (UPDATE sip_deliveries SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[])
+           RETURNING 1)
 SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM m) + (SELECT count(*) FROM s)
+       + (SELECT count(*) FROM p)
 """
 
 

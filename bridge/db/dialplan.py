@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge.db.pool import Connection, Record
 from bridge.models import Extension, InboundRule, OutboundRule, TenantId, TrunkId
 
-_EXTENSION = "extension, name, dids, default_did"
+_EXTENSION = "extension, name, dids, default_did, sip_uri, sip"
 
 _GET_EXTENSIONS = f"SELECT {_EXTENSION} FROM extensions WHERE tenant_id = $1 ORDER BY position"
 
@@ -14,8 +14,8 @@ _GET_EXTENSION = f"SELECT {_EXTENSION} FROM extensions WHERE tenant_id = $1 AND 
 _DELETE_EXTENSIONS = "DELETE FROM extensions WHERE tenant_id = $1"
 
 _INSERT_EXTENSION = """
-INSERT INTO extensions (tenant_id, extension, position, name, dids, default_did)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO extensions (tenant_id, extension, position, name, dids, default_did, sip_uri, sip)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
 _EXTENSION_NAMES = "SELECT extension FROM extensions WHERE tenant_id = $1"
@@ -58,7 +58,12 @@ SELECT DISTINCT unnest(extensions) AS extension FROM inbound_rules WHERE tenant_
 
 def _extension(r: Record) -> Extension:
     return Extension.model_construct(
-        extension=r["extension"], name=r["name"], dids=list(r["dids"]), default_did=r["default_did"]
+        extension=r["extension"],
+        name=r["name"],
+        dids=list(r["dids"]),
+        default_did=r["default_did"],
+        sip_uri=r["sip_uri"],
+        sip=r["sip"],
     )
 
 
@@ -78,7 +83,7 @@ async def replace_extensions(
     await conn.executemany(
         _INSERT_EXTENSION,
         [
-            (tenant_id, e.extension, i, e.name, e.dids, e.default_did)
+            (tenant_id, e.extension, i, e.name, e.dids, e.default_did, e.sip_uri, e.sip)
             for i, e in enumerate(extensions)
         ],
     )

@@ -3,6 +3,7 @@ Twilio fetches from the public listener."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,6 +49,8 @@ UPDATE message_media SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELS
 WHERE message_id = $1 AND position = $2 AND claimed_by = $3
 """
 
+_ITEM_COUNT = "SELECT count(*) FROM message_media WHERE message_id = $1"
+
 _PENDING_LEFT = """
 SELECT count(*) FROM message_media WHERE message_id = $1 AND status = 'pending'
 """
@@ -68,8 +71,25 @@ INSERT INTO message_media (message_id, position, status, content_type, size)
 VALUES ($1, $2, 'stored', $3, $4)
 """
 
-_OUTBOUND_FILE = """
+# What the public listener serves: an outbound MMS's file (for Twilio), or an inbound item
+# linked from a MESSAGE to a phone; each under its token until it expires.
+_PUBLIC_FILE = """
 SELECT content_type, data FROM outbound_media WHERE token = $1 AND expires_at > now()
+UNION ALL
+SELECT mm.content_type, mm.data FROM media_links l
+JOIN message_media mm ON mm.message_id = l.message_id AND mm.position = l.position
+WHERE l.token = $1 AND l.expires_at > now() AND mm.status = 'stored'
+LIMIT 1
+"""
+
+# A link for each stored item of the message (the existing one if it has one).
+_LINK_ITEMS = """
+INSERT INTO media_links (token, message_id, position, expires_at)
+SELECT t.token, $1, mm.position, now() + make_interval(secs => $3)
+FROM message_media mm JOIN unnest($2::text[]) WITH ORDINALITY AS t(token, n)
+     ON t.n = mm.position + 1
+WHERE mm.message_id = $1 AND mm.status = 'stored'
+RETURNING position, token
 """
 
 
@@ -213,6 +233,16 @@ async def insert_outbound(
     )
 
 
-async def outbound_file(conn: Connection, token: str) -> MediaFile | None:
-    row = await conn.fetchrow(_OUTBOUND_FILE, token)
-    return None if row is None else MediaFile(row["content_type"], bytes(row["data"]))
+async def public_file(conn: Connection, token: str) -> MediaFile | None:
+    row = await conn.fetchrow(_PUBLIC_FILE, token)
+    if row is None:
+        return None
+    return MediaFile(row["content_type"] or "application/octet-stream", bytes(row["data"]))
+
+
+async def link_items(conn: Connection, message_id: MessageId, ttl_seconds: float) -> dict[int, str]:
+    """Unguessable, expiring links to the message's stored items, by position."""
+    count: int = await conn.fetchval(_ITEM_COUNT, message_id)
+    tokens = [secrets.token_urlsafe(24) for _ in range(count)]
+    rows = await conn.fetch(_LINK_ITEMS, message_id, tokens, ttl_seconds)
+    return {r["position"]: r["token"] for r in rows}

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bridge.db import sip_deliveries
 from bridge.db.pool import Connection, Record
 from bridge.models import (
     ConfigId,
@@ -249,6 +250,18 @@ async def get(
             delivered_at=r["delivered_at"],
         )
         for r in await conn.fetch(_DELIVERIES, message_id)
+    ]
+    message.deliveries += [
+        DeliveryState(
+            channel="sip",
+            extension=d.extension,
+            type=d.kind,
+            status=d.status,
+            attempts=d.attempts,
+            last_error=d.last_error,
+            delivered_at=d.delivered_at,
+        )
+        for d in await sip_deliveries.for_message(conn, message_id)
     ]
     return message
 

@@ -16,7 +16,8 @@ log = get_logger(__name__)
 EVENTS = "bridge_events"
 MEDIA = "bridge_media"
 OUTBOUND = "bridge_outbound"
-CHANNELS = (EVENTS, MEDIA, OUTBOUND)
+SIP = "bridge_sip"
+CHANNELS = (EVENTS, MEDIA, OUTBOUND, SIP)
 # At most one NOTIFY per this many seconds from a process: other processes learn of new rows
 # that much later at worst; this process's own workers are woken at once.
 NOTIFY_INTERVAL = 0.02

@@ -90,8 +90,9 @@ WHERE id = $1
 _WEBHOOK_CONFIG = """
 SELECT c.id, c.tenant_id, c.trunk_id, c.enabled, c.account_sid, c.credential_type,
        c.api_key_sid, c.secrets_key_id, c.auth_token_sealed, c.api_key_secret_sealed,
-       t.default_country, t.affinity_hours, t.rules_version
+       t.default_country, t.affinity_hours, t.rules_version, coalesce(s.enabled, false) AS sip
 FROM sms_configs c JOIN tenants t ON t.id = c.tenant_id
+LEFT JOIN sip_settings s ON s.tenant_id = c.tenant_id
 """
 
 _WEBHOOK_CONFIG_BY_TOKEN = (
@@ -219,6 +220,8 @@ class WebhookConfig:
     default_country: str
     affinity_hours: int
     rules_version: int
+    # The tenant takes texts on its phones (design §10): inbound texts are also MESSAGEs.
+    sip: bool
 
 
 async def _assemble(conn: Connection, rows: Sequence[Record]) -> list[ConfigRow]:
@@ -377,6 +380,7 @@ def _webhook_config(row: Record) -> WebhookConfig:
         default_country=row["default_country"],
         affinity_hours=row["affinity_hours"],
         rules_version=row["rules_version"],
+        sip=row["sip"],
     )
 
 

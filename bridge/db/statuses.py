@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.db import events
+from bridge.db import events, sip_deliveries
 from bridge.db.messages import COLUMNS, messages_of
 from bridge.db.pool import Connection
 from bridge.events import STATUS
@@ -79,7 +79,34 @@ async def advance(conn: Connection, moves: Sequence[StatusMove]) -> list[Message
     await events.insert_many(
         conn, [(events.new_event(m, STATUS, held=False), False) for m in moved]
     )
+    notices = [_failure_notice(m) for m in moved if _phone_sent_and_failed(m)]
+    if notices:
+        await sip_deliveries.fan_out(conn, notices)
     return moved
+
+
+def _phone_sent_and_failed(message: Message) -> bool:
+    return (
+        message.status in ("failed", "undelivered")
+        and message.routing.get("origin") == "sip"
+        and bool(message.extensions)
+    )
+
+
+def _failure_notice(message: Message) -> sip_deliveries.FanOut:
+    """Design §10: the phone that sent a text hears that it failed, from the remote's address."""
+    reason = message.error_message or message.status
+    code = f" ({message.error_code})" if message.error_code is not None else ""
+    return sip_deliveries.FanOut(
+        message_id=message.id,
+        tenant_id=message.tenant_id,
+        extensions=message.extensions[:1],
+        from_number=message.to,
+        did=message.from_,
+        body=f"Not delivered: {reason}{code}",
+        held=False,
+        kind="failure_notice",
+    )
 
 
 def _error_text(move: StatusMove) -> str | None:

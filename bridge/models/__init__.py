@@ -27,6 +27,7 @@ from bridge.models.messages import (
     TestMessageRequest,
     outbound_status,
 )
+from bridge.models.sip import SipRetried, SipSettings, SipSettingsPut, Transport, proxy_parts
 from bridge.models.tenancy import (
     ApiKeyCredential,
     AuthTokenCredential,
@@ -131,6 +132,9 @@ __all__ = [
     "SendRequest",
     "SenderId",
     "ServiceSid",
+    "SipRetried",
+    "SipSettings",
+    "SipSettingsPut",
     "SmsConfig",
     "SmsConfigCreate",
     "SmsConfigPatch",
@@ -144,6 +148,7 @@ __all__ = [
     "TestMessageRequest",
     "TokenCreate",
     "TokenId",
+    "Transport",
     "Trunk",
     "TrunkCreate",
     "TrunkId",
@@ -155,5 +160,6 @@ __all__ = [
     "number_field",
     "outbound_status",
     "parse_did_pattern",
+    "proxy_parts",
     "to_e164",
 ]

@@ -44,6 +44,7 @@ FINAL_STATUSES: frozenset[OutboundStatus] = frozenset(
 )
 # Where an event on its way to the PBX stands: held (waiting for its media), pending, or done.
 DeliveryStatus = Literal["held", "pending", "delivered", "dead"]
+DeliveryChannel = Literal["webhook", "sip"]
 MediaStatus = Literal["pending", "stored", "failed"]
 
 # Twilio's statuses in the order they may follow each other (Twilio's status docs); a status never
@@ -82,9 +83,12 @@ class StatusChange(BaseModel):
 
 
 class DeliveryState(BaseModel):
-    """Where an event about this message stands on its way to the PBX."""
+    """Where a text stands on one channel to the PBX: an event to the delivery target
+    (``webhook``), or a MESSAGE to one extension's phone (``sip``, design §10)."""
 
-    event_id: EventId
+    channel: DeliveryChannel = "webhook"
+    extension: str | None = None
+    event_id: EventId | None = None
     type: str
     status: DeliveryStatus
     attempts: int

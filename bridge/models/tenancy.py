@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -15,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.models.sip import check_sip_uri
 from bridge.models.values import (
     DIALLED,
     E164,
@@ -214,6 +216,10 @@ class Extension(ApiModel):
     name: str = Field(default="", max_length=200)
     dids: list[E164] = Field(default_factory=list, max_length=100)
     default_did: E164 | None = None
+    sip_uri: Annotated[str, AfterValidator(check_sip_uri), Field(max_length=300)] | None = Field(
+        default=None, description="Where its texts go by SIP; default sip:{extension}@{domain}"
+    )
+    sip: bool = Field(default=True, description="false: this extension gets no texts by SIP")
 
     @model_validator(mode="after")
     def _default_in_dids(self) -> Extension:

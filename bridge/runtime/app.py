@@ -27,6 +27,7 @@ from bridge.services.dialplan import DialplanService
 from bridge.services.inbound import InboundService
 from bridge.services.messages import MessageService
 from bridge.services.outbound import OutboundService
+from bridge.services.sip import SipSettingsService
 from bridge.services.sms_configs import SmsConfigService
 from bridge.services.status import StatusService
 from bridge.services.tenants import TenantService
@@ -94,6 +95,7 @@ def _database(
                     connect_timeout=settings.twilio_connect_timeout,
                     total_timeout=settings.twilio_timeout,
                     observe=app[METRICS].observe_twilio,
+                    messaging_api_base=settings.twilio_messaging_api_base,
                 )
                 runtime.services = build_services(
                     settings, secrets, app[METRICS], db, listener, twilio, media_session, version
@@ -138,6 +140,7 @@ def build_services(
             allow_private_media=settings.media_url_allow_private,
         ),
         credentials=CredentialCheck(db, secrets.box, twilio),
+        sip=SipSettingsService(db, secrets.box),
         health=Health(db, schema_version),
     )
 
@@ -173,6 +176,8 @@ def _workers(settings: Settings, secrets: RuntimeSecrets, infra: list[Infrastruc
             max_bytes=settings.media_max_bytes,
             attempts=settings.media_fetch_attempts,
             poll_seconds=settings.worker_poll_seconds,
+            urls=PublicUrls(settings.public_base_url),
+            link_ttl_seconds=settings.sip_media_url_hours * 3600,
         )
         sender = SendWorker(
             base.db,

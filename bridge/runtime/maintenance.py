@@ -6,6 +6,7 @@ from bridge.config import Settings
 from bridge.db.migrate import migrate
 from bridge.runtime.bootstrap import RuntimeSecrets
 from bridge.runtime.database import open_database
+from bridge.services.sip import SipSettingsService
 from bridge.services.sms_configs import SmsConfigService
 from bridge.services.tenants import TenantService
 from bridge.urls import PublicUrls
@@ -24,4 +25,9 @@ async def reseal_secrets(settings: Settings, secrets: RuntimeSecrets) -> int:
     async with open_database(settings, min_size=1, max_size=2, attempts=1) as opened:
         configs = SmsConfigService(opened.db, secrets.box, PublicUrls(settings.public_base_url), 0)
         tenants = TenantService(opened.db, secrets.box, secrets.admin_token)
-        return await configs.reseal_all() + await tenants.reseal_delivery_secrets()
+        sip = SipSettingsService(opened.db, secrets.box)
+        return (
+            await configs.reseal_all()
+            + await tenants.reseal_delivery_secrets()
+            + await sip.reseal_all()
+        )

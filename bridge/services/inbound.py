@@ -9,7 +9,7 @@ from bridge.db import dialplan as dialplan_repo
 from bridge.db import events as events_repo
 from bridge.db import media as media_repo
 from bridge.db import messages as repo
-from bridge.db import opt_outs
+from bridge.db import opt_outs, sip_deliveries
 from bridge.db import sms_configs as configs_repo
 from bridge.db import tenants as tenants_repo
 from bridge.db.notify import MEDIA
@@ -228,6 +228,21 @@ class InboundService:
         if media_queued:
             await notify(conn, MEDIA)
         await events_repo.insert_many(conn, events)
+        phones = [
+            sip_deliveries.FanOut(
+                message_id=row.id,
+                tenant_id=row.tenant_id,
+                extensions=row.extensions,
+                from_number=row.from_number,
+                did=row.to_number,
+                body=row.body,
+                held=row.num_media > 0,
+            )
+            for webhook, row, created in zip(batch, rows, created_at, strict=True)
+            if created is not None and row.extensions and webhook.config.sip
+        ]
+        if phones:
+            await sip_deliveries.fan_out(conn, phones)
         return [
             (row.id if created is not None else None, row.status, row.routing.get("reason"))
             for row, created in zip(rows, created_at, strict=True)

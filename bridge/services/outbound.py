@@ -349,9 +349,10 @@ class OutboundService:
         }
 
     async def media(self, token: str) -> MediaFile:
-        """An outbound MMS's file, for Twilio to fetch while it has not expired."""
+        """A file behind a public media link (an outbound MMS's, or an inbound item linked
+        from a phone's text), while the link has not expired."""
         async with self._db.connection() as conn:
-            found = await media_repo.outbound_file(conn, token)
+            found = await media_repo.public_file(conn, token)
         if found is None:
             raise NotFound("no such media")
         return found

@@ -28,6 +28,9 @@ from bridge.models import (
     OutboundRule,
     Page,
     SendRequest,
+    SipRetried,
+    SipSettings,
+    SipSettingsPut,
     SmsConfig,
     SmsConfigCreate,
     SmsConfigPatch,
@@ -102,6 +105,7 @@ OUTBOUND_RULES = TypeAdapter(list[OutboundRule])
 SEND = TypeAdapter(SendRequest)
 TEST_MESSAGE = TypeAdapter(TestMessageRequest)
 EXPLAIN: TypeAdapter[InboundExplainRequest | OutboundExplainRequest] = TypeAdapter(ExplainRequest)
+SIP_PUT = TypeAdapter(SipSettingsPut)
 
 
 # --- tenants ---------------------------------------------------------------------------------
@@ -280,6 +284,29 @@ async def put_outbound_rules(request: web.Request) -> web.StreamResponse:
     return model_response(rules)
 
 
+# --- texts on the phones (SIP) ---------------------------------------------------------------
+
+
+async def get_sip(request: web.Request) -> web.StreamResponse:
+    return model_response(await services(request).sip.get(tenant_id(request)))
+
+
+async def put_sip(request: web.Request) -> web.StreamResponse:
+    body = await parse_body(request, SIP_PUT)
+    return model_response(await services(request).sip.put(tenant_id(request), body))
+
+
+async def delete_sip(request: web.Request) -> web.StreamResponse:
+    await services(request).sip.delete(tenant_id(request))
+    return no_content()
+
+
+async def sip_retry(request: web.Request) -> web.StreamResponse:
+    extension = request.match_info["extension"]
+    count = await services(request).sip.retry_extension(tenant_id(request), extension)
+    return model_response(SipRetried(extension=extension, due_now=count))
+
+
 # --- messages, opt-outs, routing ------------------------------------------------------------
 
 
@@ -422,6 +449,17 @@ ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("POST", C + "/test-message", test_message,
              "Send a test text from this configuration (rules not consulted)",
              TestMessageRequest, Message, 202),
+    ApiRoute("PUT", T + "/sip", put_sip,
+             "Set the tenant's SIP settings (texts on the phones); passwords are write-only",
+             SipSettingsPut, SipSettings),
+    ApiRoute("GET", T + "/sip", get_sip, "Read the tenant's SIP settings (never a password)",
+             None, SipSettings),
+    ApiRoute("DELETE", T + "/sip", delete_sip,
+             "Turn SIP off for the tenant; texts waiting for a phone are given up", None, None,
+             204),
+    ApiRoute("POST", T + "/extensions/{extension}/sip-retry", sip_retry,
+             "Send the extension's texts waiting for its phone now (it registered again)",
+             None, SipRetried),
     ApiRoute("GET", T + "/messages", list_messages, "List messages, newest first", None,
              Page[Message], query=(*PAGED, "direction", "status", "config_id", "number")),
     ApiRoute("GET", T + "/messages/{message_id}", get_message,

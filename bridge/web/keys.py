@@ -14,6 +14,7 @@ from bridge.services.dialplan import DialplanService
 from bridge.services.inbound import InboundService
 from bridge.services.messages import MessageService
 from bridge.services.outbound import OutboundService
+from bridge.services.sip import SipSettingsService
 from bridge.services.sms_configs import SmsConfigService
 from bridge.services.status import StatusService
 from bridge.services.tenants import TenantService
@@ -39,6 +40,7 @@ class Services:
     messages: MessageService
     outbound: OutboundService
     credentials: CredentialCheck
+    sip: SipSettingsService
     health: Readiness
 
 

@@ -13,6 +13,7 @@ from bridge.crypto import SecretBox
 from bridge.db import events as events_repo
 from bridge.db import media as repo
 from bridge.db import messages as messages_repo
+from bridge.db import sip_deliveries
 from bridge.db.claims import worker_id
 from bridge.db.media import MediaFile, MediaJob
 from bridge.db.notify import MEDIA, Listener, poll_forever
@@ -24,6 +25,7 @@ from bridge.models import MessageId, TenantId
 from bridge.netguard import FetchFailed, FetchTooLarge, fetch_bounded
 from bridge.retry import Backoff
 from bridge.twilio.credentials import rest_credentials
+from bridge.urls import PublicUrls
 
 log = get_logger(__name__)
 
@@ -48,6 +50,8 @@ class MediaFetcher:
         max_bytes: int,
         attempts: int,
         poll_seconds: float,
+        urls: PublicUrls,
+        link_ttl_seconds: float,
         backoff: Backoff | None = None,
     ) -> None:
         self._db = db
@@ -62,6 +66,8 @@ class MediaFetcher:
         self._backoff = backoff or Backoff(base=2.0, cap=120.0)
         self._timeout = aiohttp.ClientTimeout(total=60, connect=10)
         self.worker_id = worker_id("media")
+        self._urls = urls
+        self._link_ttl = link_ttl_seconds
 
     async def run(self) -> None:
         await poll_forever(
@@ -139,12 +145,26 @@ class MediaFetcher:
     async def _release_if_complete(
         self, conn: Connection, tenant_id: TenantId, message_id: MessageId
     ) -> None:
+        """Once no item is pending, the text goes on: its event to the PBX, its MESSAGEs to the
+        phones (with a link to each stored item)."""
         if await repo.pending_left(conn, message_id):
             return
         held = await events_repo.held_for_message(conn, message_id)
-        if not held:
+        phones = await sip_deliveries.has_held(conn, message_id)
+        if not held and not phones:
             return
         message = await messages_repo.get(conn, tenant_id, message_id, history=False)
         assert message is not None
         for event_id in held:
             await events_repo.release(conn, event_id, payload(event_id, RECEIVED, message))
+        if phones:
+            links = await repo.link_items(conn, message_id, self._link_ttl)
+            lines = [message.body] if message.body else []
+            for item in message.media:
+                token = links.get(item.index)
+                lines.append(
+                    f"[media {item.index + 1} not available]"
+                    if token is None
+                    else self._urls.media(token)
+                )
+            await sip_deliveries.release(conn, message_id, "\n".join(lines))

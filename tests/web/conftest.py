@@ -22,7 +22,14 @@ from tests.sink import running_sink
 if TYPE_CHECKING:
     from tests.web.bridge_env import Env
 
-SECRET_FIELDS = ("auth_token", "api_key_secret", "secret", "token")
+SECRET_FIELDS = (
+    "auth_token",
+    "api_key_secret",
+    "secret",
+    "token",
+    "auth_password",
+    "inbound_password",
+)
 
 
 @dataclass

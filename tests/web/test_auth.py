@@ -18,6 +18,7 @@ def fill(route: ApiRoute, owner: TenantSetup) -> str:
         "token_id": "tok_does_not_matter",
         "message_id": "msg_does_not_matter",
         "index": "0",
+        "extension": "101",
     }
     return re.sub(r"{(\w+)}", lambda m: values[m[1]], route.path)
 

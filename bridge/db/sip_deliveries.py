@@ -1,0 +1,256 @@
+"""Repository: the store-and-forward queue of MESSAGEs to phones (design §10)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from bridge.crypto import Sealed
+from bridge.db.notify import SIP
+from bridge.db.pool import Connection, notify
+from bridge.models import DeliveryStatus, MessageId, TenantId
+
+SipKind = Literal["message", "failure_notice"]
+
+# Rows for the extensions of each text whose tenant has SIP on and which did not opt out;
+# ids name the message, the extension and the kind, so each reaches a queue once.
+_FAN_OUT = """
+INSERT INTO sip_deliveries (id, tenant_id, message_id, kind, extension, from_number, did, body,
+    status)
+SELECT u.message_id || ':' || u.extension || ':' || u.kind, u.tenant_id, u.message_id, u.kind,
+       u.extension, u.from_number, u.did, u.body, u.status
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[])
+     AS u(message_id, tenant_id, kind, extension, from_number, did, body, status)
+JOIN sip_settings s ON s.tenant_id = u.tenant_id AND s.enabled
+    AND (u.kind = 'message' OR s.notify_failures)
+JOIN extensions e ON e.tenant_id = u.tenant_id AND e.extension = u.extension AND e.sip
+ON CONFLICT (id) DO NOTHING
+RETURNING status
+"""
+
+# Due, not held by a live worker, first of its extension's queue still open (a phone's texts
+# arrive in order). Rows a worker still holds between batches are leftovers of a failed one.
+_CLAIM = """
+UPDATE sip_deliveries d SET claimed_by = $1, heartbeat_at = now(), attempts = d.attempts + 1
+FROM sip_settings s, extensions e
+WHERE s.tenant_id = d.tenant_id AND e.tenant_id = d.tenant_id AND e.extension = d.extension
+  AND d.id IN (
+    SELECT c.id FROM sip_deliveries c
+    WHERE c.status = 'pending' AND c.next_attempt_at <= now()
+      AND (c.claimed_by IS NULL OR c.claimed_by = $1
+           OR c.heartbeat_at < now() - make_interval(secs => $3))
+      AND NOT EXISTS (
+          SELECT 1 FROM sip_deliveries p
+          WHERE p.tenant_id = c.tenant_id AND p.extension = c.extension AND p.seq < c.seq
+            AND p.status IN ('held', 'pending'))
+    ORDER BY c.next_attempt_at, c.seq
+    LIMIT $2
+    FOR UPDATE OF c SKIP LOCKED)
+RETURNING d.id, d.tenant_id, d.message_id, d.kind, d.extension, d.from_number, d.did, d.body,
+          d.parts_sent, d.attempts,
+          extract(epoch FROM now() - d.created_at)::float8 AS age_seconds,
+          coalesce(e.sip_uri, 'sip:' || d.extension || '@' || s.domain) AS uri,
+          s.domain, s.proxy, s.auth_username, s.secrets_key_id, s.auth_password_sealed,
+          s.max_age_hours
+"""
+
+_PROGRESS = """
+UPDATE sip_deliveries SET parts_sent = $3, heartbeat_at = now()
+WHERE id = $1 AND claimed_by = $2
+"""
+
+_DELIVERED = """
+UPDATE sip_deliveries SET status = 'delivered', delivered_at = now(), claimed_by = NULL,
+       last_error = NULL, parts_sent = $3
+WHERE id = $1 AND claimed_by = $2
+"""
+
+_RETRY_LATER = """
+UPDATE sip_deliveries SET claimed_by = NULL, last_error = $3, parts_sent = $5,
+       next_attempt_at = now() + make_interval(secs => $4)
+WHERE id = $1 AND claimed_by = $2
+"""
+
+_DEAD = """
+UPDATE sip_deliveries SET status = 'dead', claimed_by = NULL, last_error = $3, parts_sent = $4
+WHERE id = $1 AND claimed_by = $2
+"""
+
+_HELD_FOR_MESSAGE = """
+SELECT id FROM sip_deliveries WHERE message_id = $1 AND status = 'held' FOR UPDATE
+"""
+
+_RELEASE = """
+UPDATE sip_deliveries SET status = 'pending', body = $2, next_attempt_at = now()
+WHERE message_id = $1 AND status = 'held'
+"""
+
+_GIVE_UP_TENANT = """
+UPDATE sip_deliveries SET status = 'dead', last_error = $2, claimed_by = NULL
+WHERE tenant_id = $1 AND status IN ('held', 'pending')
+"""
+
+_DUE_NOW = """
+UPDATE sip_deliveries SET next_attempt_at = now()
+WHERE tenant_id = $1 AND extension = $2 AND status = 'pending' AND next_attempt_at > now()
+"""
+
+_FOR_MESSAGE = """
+SELECT extension, kind, status, attempts, last_error, delivered_at FROM sip_deliveries
+WHERE message_id = $1 ORDER BY seq
+"""
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A text for some extensions: each gets a MESSAGE if its tenant and it take texts by SIP."""
+
+    message_id: MessageId
+    tenant_id: TenantId
+    extensions: Sequence[str]
+    from_number: str
+    did: str | None
+    body: str
+    held: bool
+    kind: SipKind = "message"
+
+
+@dataclass(frozen=True)
+class SipJob:
+    """A MESSAGE to send now, with where and how."""
+
+    id: str
+    tenant_id: TenantId
+    message_id: MessageId | None
+    kind: SipKind
+    extension: str
+    uri: str
+    from_number: str
+    did: str | None
+    body: str
+    parts_sent: int
+    attempts: int
+    age_seconds: float
+    max_age_hours: float
+    domain: str
+    proxy: str
+    auth_username: str | None
+    auth_password: Sealed | None
+
+
+@dataclass(frozen=True)
+class SipDeliveryState:
+    extension: str
+    kind: SipKind
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+async def fan_out(conn: Connection, items: Sequence[FanOut]) -> int:
+    """Queue the MESSAGEs (one statement for all of them); how many were queued."""
+    flat = [(item, extension) for item in items for extension in item.extensions]
+    if not flat:
+        return 0
+    rows = await conn.fetch(
+        _FAN_OUT,
+        [item.message_id for item, _ in flat],
+        [item.tenant_id for item, _ in flat],
+        [item.kind for item, _ in flat],
+        [extension for _, extension in flat],
+        [item.from_number for item, _ in flat],
+        [item.did for item, _ in flat],
+        [item.body for item, _ in flat],
+        ["held" if item.held else "pending" for item, _ in flat],
+    )
+    if any(r["status"] == "pending" for r in rows):
+        await notify(conn, SIP)
+    return len(rows)
+
+
+async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float) -> list[SipJob]:
+    return [
+        SipJob(
+            id=r["id"],
+            tenant_id=TenantId(r["tenant_id"]),
+            message_id=None if r["message_id"] is None else MessageId(r["message_id"]),
+            kind=r["kind"],
+            extension=r["extension"],
+            uri=r["uri"],
+            from_number=r["from_number"],
+            did=r["did"],
+            body=r["body"],
+            parts_sent=r["parts_sent"],
+            attempts=r["attempts"],
+            age_seconds=r["age_seconds"],
+            max_age_hours=r["max_age_hours"],
+            domain=r["domain"],
+            proxy=r["proxy"],
+            auth_username=r["auth_username"],
+            auth_password=None
+            if r["auth_password_sealed"] is None
+            else Sealed(r["secrets_key_id"], r["auth_password_sealed"]),
+        )
+        for r in await conn.fetch(_CLAIM, worker, limit, stale_seconds)
+    ]
+
+
+async def progress(conn: Connection, job_id: str, worker: str, parts_sent: int) -> None:
+    """Parts of a long text the phone acknowledged: a retry resumes after them."""
+    await conn.execute(_PROGRESS, job_id, worker, parts_sent)
+
+
+async def delivered(conn: Connection, job_id: str, worker: str, parts_sent: int) -> None:
+    await conn.execute(_DELIVERED, job_id, worker, parts_sent)
+
+
+async def retry_later(
+    conn: Connection, job_id: str, worker: str, delay: float, error: str, parts_sent: int
+) -> None:
+    await conn.execute(_RETRY_LATER, job_id, worker, error[:500], delay, parts_sent)
+
+
+async def dead(conn: Connection, job_id: str, worker: str, error: str, parts_sent: int) -> None:
+    await conn.execute(_DEAD, job_id, worker, error[:500], parts_sent)
+
+
+async def has_held(conn: Connection, message_id: MessageId) -> bool:
+    """Whether MESSAGEs of this text wait for its media (locked, for the caller to release)."""
+    return bool(await conn.fetch(_HELD_FOR_MESSAGE, message_id))
+
+
+async def release(conn: Connection, message_id: MessageId, body: str) -> None:
+    """The text's media are stored: its MESSAGEs go, with ``body`` (the text and the links)."""
+    await conn.execute(_RELEASE, message_id, body)
+    await notify(conn, SIP)
+
+
+async def give_up_tenant(conn: Connection, tenant_id: TenantId, reason: str) -> None:
+    await conn.execute(_GIVE_UP_TENANT, tenant_id, reason)
+
+
+async def due_now(conn: Connection, tenant_id: TenantId, extension: str) -> int:
+    """Make the extension's waiting texts due now; how many there were."""
+    status = await conn.execute(_DUE_NOW, tenant_id, extension)
+    count = int(status.split()[-1])
+    if count:
+        await notify(conn, SIP)
+    return count
+
+
+async def for_message(conn: Connection, message_id: MessageId) -> list[SipDeliveryState]:
+    return [
+        SipDeliveryState(
+            extension=r["extension"],
+            kind=r["kind"],
+            status=r["status"],
+            attempts=r["attempts"],
+            last_error=r["last_error"],
+            delivered_at=r["delivered_at"],
+        )
+        for r in await conn.fetch(_FOR_MESSAGE, message_id)
+    ]
