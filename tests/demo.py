@@ -27,6 +27,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
@@ -302,6 +303,7 @@ class Demo:
                 "BRIDGE_PUBLIC_BASE_URL": self.public,
                 "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
                 "BRIDGE_TWILIO_API_BASE": self.fake,
+                "BRIDGE_TWILIO_MESSAGING_API_BASE": self.fake,
                 "BRIDGE_LOG_FORMAT": "json",
             },
         )
@@ -319,6 +321,8 @@ class Demo:
                 AUTH_TOKEN,
                 "--callback-delay",
                 "0.3",
+                "--number",
+                MAIN_NUMBER,
             ],
             base / "fake-twilio.log",
             env,
@@ -465,6 +469,7 @@ class Demo:
         await self.delivery_and_dialplan(t, trunk["id"])
         await self.inbound(t, config)
         await self.reply(t)
+        await self.why(t, config)
 
     async def sms_config(self, t: str, trunk_id: str) -> Json:
         step(3, "Attach a Twilio SMS configuration to the trunk")
@@ -496,16 +501,30 @@ class Demo:
         answer(200, f"ok={json.dumps(checked.get('ok'))}")
         if checked.get("ok") is not True:
             raise DemoError(f"the credentials did not validate: {compact(checked)}")
+
+        step(5, "Set up Twilio for me: point the number's incoming texts at the bridge")
+        path = f"{t}/sms-configs/{config['id']}/twilio-setup"
+        seen = await self.api("GET", path)
+        for number in seen["numbers"]:
+            answer(200, f"{number['number']}: {number['state']} ({number['detail']})")
+        applied = await self.api("POST", path, {"numbers": "all"})
+        changes = applied["changes"]
+        answer(200, f"{len(changes)} changes at Twilio, each with the value it replaced:")
+        for change in changes:
+            note(f"{change['number']} {change['field']}: {change['previous'] or '(empty)'}")
+            note(f"    → {change['new']}")
+        states = ", ".join(f"{n['number']} {n['state']}" for n in applied["setup"]["numbers"])
+        note(f"now: {states}")
         return config
 
     async def delivery_and_dialplan(self, t: str, trunk_id: str) -> None:
-        step(5, "Send the tenant's events to the PBX")
+        step(6, "Send the tenant's events to the PBX")
         target = await self.api(
             "PUT", t + "/delivery", {"url": self.sink_url, "secret": SINK_SECRET}
         )
         answer(200, f"delivery to {target['url']}, secret set: {json.dumps(target['secret_set'])}")
 
-        step(6, "Add the extensions")
+        step(7, "Add the extensions")
         extensions = await self.api(
             "PUT",
             t + "/extensions",
@@ -519,27 +538,26 @@ class Demo:
             dids = ", ".join(item["dids"]) or "no DID"
             note(f"extension {item['extension']} {item['name']!r}: {dids}")
 
-        step(7, "Texts to the main number ring the front desk")
+        step(8, "Texts to the main number ring the front desk")
         rules = [{"name": "Main number", "did": MAIN_NUMBER, "extensions": ["101"]}]
         inbound = await self.api("PUT", t + "/inbound-rules", rules)
         answer(200, f"{len(inbound['items'])} inbound rule")
 
-        step(8, "Every extension may text the US and Canada through the trunk")
+        step(9, "Every extension may text the US and Canada through the trunk")
         rules = [{"name": "US and Canada", "trunks": [trunk_id]}]
         outbound = await self.api("PUT", t + "/outbound-rules", rules)
         answer(200, f"{len(outbound['items'])} outbound rule")
 
         question = {"direction": "inbound", "to": MAIN_NUMBER, "from": CUSTOMER}
-        step(9, "Ask the bridge where a text to the main number would go")
+        step(10, "Ask the bridge where a text to the main number would go")
         explained = await self.api("POST", t + "/routing/explain", question)
         answer(200, f"decision: {explained['decision']}, extensions {explained['extensions']}")
         for reason in explained.get("explanation", [])[:3]:
             note(f"- {reason}")
 
     async def inbound(self, t: str, config: Json) -> None:
-        step(10, "A customer texts the main number (the fake Twilio signs and sends it)")
-        body = {"url": config["webhook_url"], "from": CUSTOMER, "to": MAIN_NUMBER}
-        body["body"] = INBOUND_TEXT
+        step(11, "A customer texts the main number (the fake Twilio signs and sends it)")
+        body = {"from": CUSTOMER, "to": MAIN_NUMBER, "body": INBOUND_TEXT}
         show_request("POST", self.fake + "/_fake/inbound", body)
         sent = await self.control("POST", "/_fake/inbound", body)
         if not sent["twiml_ok"]:
@@ -547,7 +565,7 @@ class Demo:
         reply = sent["answer"]
         media_type = reply["content_type"].split(";")[0]
         twiml = XML_DECLARATION.sub("", reply["body"]).strip()
-        answer(200, f"Twilio message {sent['message_sid']}, signed")
+        answer(200, f"Twilio message {sent['message_sid']}, signed, sent where the number says")
         note(f"the bridge answered the webhook: {reply['status']} {media_type} {twiml}")
         note("The PBX sink received:")
         for line in await self.sink_lines.until(
@@ -559,12 +577,12 @@ class Demo:
         note(f"the API lists it: {latest['id']}, {latest['status']}, for {latest['extensions']}")
 
     async def reply(self, t: str) -> None:
-        step(11, "Extension 101 replies through the API")
+        step(12, "Extension 101 replies through the API")
         send = {"from_extension": "101", "to": CUSTOMER, "body": REPLY_TEXT}
         message = await self.api("POST", t + "/messages", send, expect=202)
         answer(202, f"message {self.alias(message['id'], '$MESSAGE')}, {message['status']}")
 
-        step(12, "The fake Twilio receives the send")
+        step(13, "The fake Twilio receives the send")
 
         async def outbound_sent() -> Json:
             listed = await self.control("GET", "/_fake/messages")
@@ -577,7 +595,7 @@ class Demo:
         note(f"Body={twilio['body']!r}")
         note(f"StatusCallback={twilio['status_callback']}")
 
-        step(13, "Status callbacks come back until the message is delivered")
+        step(14, "Status callbacks come back until the message is delivered")
 
         async def delivered() -> Json:
             current = await self.api("GET", f"{t}/messages/{message['id']}", quiet=True)
@@ -605,6 +623,44 @@ class Demo:
             "the delivered status",
         ):
             show_sink(line)
+
+    async def why(self, t: str, config: Json) -> None:
+        step(15, "A proxy in front ends HTTPS: Twilio signs https://…, the bridge is told http://…")
+        signed = config["webhook_url"].replace("http://", "https://", 1)
+        body = {"from": CUSTOMER, "to": MAIN_NUMBER, "body": "Still open?", "sign_url": signed}
+        show_request("POST", self.fake + "/_fake/inbound", body)
+        sent = await self.control("POST", "/_fake/inbound", body)
+        answer(200, f"the bridge answered the webhook: {sent['answer']['status']}")
+        note("Twilio would retry, then give up: the customer's text never arrives.")
+
+        step(16, "Ask the bridge why texts don't arrive")
+        path = f"{t}/sms-configs/{config['id']}/diagnosis"
+
+        async def diagnosed() -> Json:
+            found = await self.api("GET", path, quiet=True)
+            return found if found["inbound"]["signature_failures"] else None
+
+        show_request("GET", self.short(f"{API}{path}"), None)
+        found = await self.poll(diagnosed, "the diagnosis to see the refused webhook")
+        counts = found["inbound"]["last_24h"]
+        answer(
+            200,
+            f"last 24 h: {counts['accepted']} accepted, "
+            f"{counts['bad_signature']} with a bad signature",
+        )
+        failure = found["inbound"]["signature_failures"][0]
+        note(f"cause: {failure['cause']}")
+        for line in wrapped(failure["detail"], WIDTH - 7):
+            note(line)
+        note("problems, worst first:")
+        for problem in found["problems"][:3]:
+            for line in wrapped(problem, WIDTH - 9):
+                note(f"  {line}")
+
+
+def wrapped(text: str, width: int) -> list[str]:
+    """Lines of at most ``width``, broken at spaces only: URLs stay whole."""
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
 
 
 def show_sink(line: str) -> None:

@@ -50,12 +50,24 @@ WHERE id = $1 AND claimed_by = $2
 
 _STREAM_AFTER = """
 SELECT stream_seq, id, type, payload::text AS payload FROM events
-WHERE tenant_id = $1 AND stream_seq > $2 ORDER BY stream_seq LIMIT $3
+WHERE tenant_id = $1 AND stream_seq > $2 AND stream_seq <= $3 ORDER BY stream_seq LIMIT $4
 """
 
 _STREAM_POSITION = "SELECT stream_seq FROM events WHERE tenant_id = $1 AND id = $2"
 
 _STREAM_HEAD = "SELECT max(stream_seq) FROM events"
+
+# Stream positions are drawn when an event is inserted, not when it commits: a reader must not
+# pass a position while a transaction that may hold a lower one is still running. The horizon
+# is the last position drawn, with the writing transactions then in flight.
+_STREAM_HORIZON = """
+SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM event_stream_seq) AS head,
+       ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x) AS in_flight
+"""
+
+_STILL_RUNNING = """
+SELECT count(*) FROM unnest($1::text[]) AS x WHERE pg_xact_status(x::xid8) = 'in progress'
+"""
 
 
 @dataclass(frozen=True)
@@ -178,15 +190,31 @@ async def dead(conn: Connection, event_id: str, worker: str, error: str) -> None
 
 
 async def stream_after(
-    conn: Connection, tenant_id: TenantId, after: int, limit: int
+    conn: Connection, tenant_id: TenantId, after: int, until: int, limit: int
 ) -> list[tuple[int, str, str, str]]:
-    rows = await conn.fetch(_STREAM_AFTER, tenant_id, after, limit)
+    """The tenant's events at positions in (``after``, ``until``], in order."""
+    rows = await conn.fetch(_STREAM_AFTER, tenant_id, after, until, limit)
     return [(r["stream_seq"], r["id"], r["type"], r["payload"]) for r in rows]
 
 
 async def stream_position(conn: Connection, tenant_id: TenantId, event_id: str) -> int | None:
     seq: int | None = await conn.fetchval(_STREAM_POSITION, tenant_id, event_id)
     return seq
+
+
+async def stream_horizon(conn: Connection) -> tuple[int, list[str]]:
+    """The last stream position drawn, and the transactions that were writing then."""
+    row = await conn.fetchrow(_STREAM_HORIZON)
+    assert row is not None
+    return row["head"], list(row["in_flight"])
+
+
+async def still_running(conn: Connection, transactions: list[str]) -> int:
+    """How many of these transactions have neither committed nor aborted yet."""
+    if not transactions:
+        return 0
+    count: int = await conn.fetchval(_STILL_RUNNING, transactions)
+    return count
 
 
 async def stream_head(conn: Connection) -> int:

@@ -22,6 +22,7 @@ from bridge.models import (
     StatusChange,
     TenantId,
 )
+from bridge.models.twilio_codes import describe
 
 COLUMNS = (
     "id, tenant_id, config_id, direction, status, from_number, to_number, body, extensions, "
@@ -195,11 +196,17 @@ def message_of(row: Record, media: list[MediaItem], history: list[StatusChange] 
         twilio_sid=row["twilio_sid"],
         error_code=row["error_code"],
         error_message=row["error_message"],
+        error_advice=_advice(row["error_code"]),
         routing=json.loads(row["routing"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         status_history=history,
     )
+
+
+def _advice(code: int | None) -> str | None:
+    described = describe(code)
+    return None if described is None else described.advice
 
 
 async def media_of(conn: Connection, rows: Sequence[Record]) -> dict[str, list[MediaItem]]:

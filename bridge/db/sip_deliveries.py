@@ -31,14 +31,16 @@ ON CONFLICT (id) DO NOTHING
 RETURNING status
 """
 
-# Due, not held by a live worker, first of its extension's queue still open (a phone's texts
-# arrive in order). Rows a worker still holds between batches are leftovers of a failed one.
+# Due, its tenant's SIP on (texts wait while it is off), not held by a live worker, first of
+# its extension's queue still open (a phone's texts arrive in order). Rows a worker still
+# holds between batches are leftovers of a failed one.
 _CLAIM = """
 UPDATE sip_deliveries d SET claimed_by = $1, heartbeat_at = now(), attempts = d.attempts + 1
 FROM sip_settings s, extensions e
 WHERE s.tenant_id = d.tenant_id AND e.tenant_id = d.tenant_id AND e.extension = d.extension
   AND d.id IN (
     SELECT c.id FROM sip_deliveries c
+    JOIN sip_settings t ON t.tenant_id = c.tenant_id AND t.enabled
     WHERE c.status = 'pending' AND c.next_attempt_at <= now()
       AND (c.claimed_by IS NULL OR c.claimed_by = $1
            OR c.heartbeat_at < now() - make_interval(secs => $3))

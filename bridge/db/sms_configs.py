@@ -17,7 +17,7 @@ CredentialType = Literal["auth_token", "api_key"]
 _CONFIG = (
     "id, tenant_id, trunk_id, name, account_sid, credential_type, api_key_sid, auth_token_last4, "
     "secrets_key_id, auth_token_sealed, api_key_secret_sealed, sender_id, messaging_service_sid, "
-    "allowed_countries, enabled, created_at, updated_at"
+    "allowed_countries, enabled, auto_setup, created_at, updated_at"
 )
 
 _GET = f"SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id = $2"
@@ -41,15 +41,15 @@ WHERE config_id = ANY ($1::text[]) AND (valid_until IS NULL OR valid_until > now
 _INSERT = """
 INSERT INTO sms_configs (id, tenant_id, trunk_id, name, account_sid, credential_type,
     api_key_sid, auth_token_last4, secrets_key_id, auth_token_sealed, api_key_secret_sealed,
-    sender_id, messaging_service_sid, allowed_countries, enabled)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    sender_id, messaging_service_sid, allowed_countries, enabled, auto_setup)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 """
 
 _UPDATE = """
 UPDATE sms_configs SET name = $2, account_sid = $3, credential_type = $4, api_key_sid = $5,
     auth_token_last4 = $6, secrets_key_id = $7, auth_token_sealed = $8,
     api_key_secret_sealed = $9, sender_id = $10, messaging_service_sid = $11,
-    allowed_countries = $12, enabled = $13, updated_at = now()
+    allowed_countries = $12, enabled = $13, auto_setup = $14, updated_at = now()
 WHERE id = $1
 """
 
@@ -154,6 +154,7 @@ class ConfigRow:
     messaging_service_sid: str | None
     allowed_countries: list[str]
     enabled: bool
+    auto_setup: bool
     created_at: datetime
     updated_at: datetime
     numbers: list[SmsNumber]
@@ -175,6 +176,7 @@ class ConfigValues:
     messaging_service_sid: str | None
     allowed_countries: list[str]
     enabled: bool
+    auto_setup: bool
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,7 @@ async def _assemble(conn: Connection, rows: Sequence[Record]) -> list[ConfigRow]
             messaging_service_sid=r["messaging_service_sid"],
             allowed_countries=list(r["allowed_countries"]),
             enabled=r["enabled"],
+            auto_setup=r["auto_setup"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
             numbers=numbers[r["id"]],
@@ -300,6 +303,7 @@ def _value_args(v: ConfigValues) -> tuple[object, ...]:
         v.messaging_service_sid,
         v.allowed_countries,
         v.enabled,
+        v.auto_setup,
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Tag,
 )
 
 from bridge.models.values import (
@@ -19,6 +20,7 @@ from bridge.models.values import (
     ExtensionName,
     MessageId,
     TenantId,
+    implied_tag,
 )
 
 # --- messages ---------------------------------------------------------------------------------
@@ -116,6 +118,9 @@ class Message(BaseModel):
     twilio_sid: str | None
     error_code: int | None
     error_message: str | None
+    error_advice: str | None = Field(
+        default=None, description="What to do about error_code (Twilio's error dictionary)"
+    )
     routing: dict[str, object] = Field(
         default_factory=dict, description="The routing decision and why it was made"
     )
@@ -143,7 +148,7 @@ class OptOut(BaseModel):
 
 
 class InboundExplainRequest(ApiModel):
-    direction: Literal["inbound"]
+    direction: Literal["inbound"] = "inbound"
     to: str
     from_: str = Field(alias="from")
 
@@ -151,14 +156,16 @@ class InboundExplainRequest(ApiModel):
 
 
 class OutboundExplainRequest(ApiModel):
-    direction: Literal["outbound"]
+    direction: Literal["outbound"] = "outbound"
     from_extension: ExtensionName
     to: Annotated[str, Field(min_length=1, max_length=40)]
     from_did: str | None = None
 
 
 ExplainRequest = Annotated[
-    InboundExplainRequest | OutboundExplainRequest, Field(discriminator="direction")
+    Annotated[InboundExplainRequest, Tag("inbound")]
+    | Annotated[OutboundExplainRequest, Tag("outbound")],
+    implied_tag("direction", "inbound", {"from_extension": "outbound", "from_did": "outbound"}),
 ]
 
 

@@ -11,11 +11,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from bridge.models.setup import AutoSetup
 from bridge.models.sip import check_sip_uri
 from bridge.models.values import (
     DIALLED,
@@ -39,6 +41,7 @@ from bridge.models.values import (
     TrunkId,
     check_sender_id,
     e164_in_context,
+    implied_tag,
     reject_repeats,
 )
 
@@ -115,18 +118,21 @@ class Trunk(BaseModel):
 
 
 class AuthTokenCredential(ApiModel):
-    type: Literal["auth_token"]
+    type: Literal["auth_token"] = "auth_token"
     auth_token: AuthToken
 
 
 class ApiKeyCredential(ApiModel):
-    type: Literal["api_key"]
+    type: Literal["api_key"] = "api_key"
     api_key_sid: ApiKeySid
     api_key_secret: Annotated[str, Field(min_length=16, max_length=128, pattern=r"^\S+$")]
     auth_token: AuthToken = Field(description="Twilio signs webhooks with the auth token")
 
 
-CredentialIn = Annotated[AuthTokenCredential | ApiKeyCredential, Field(discriminator="type")]
+CredentialIn = Annotated[
+    Annotated[AuthTokenCredential, Tag("auth_token")] | Annotated[ApiKeyCredential, Tag("api_key")],
+    implied_tag("type", "auth_token", {"api_key_sid": "api_key", "api_key_secret": "api_key"}),
+]
 
 
 class CredentialOut(BaseModel):
@@ -166,6 +172,11 @@ class SmsConfigCreate(ApiModel):
         default=None, description="Destination countries; default: the tenant's default_country"
     )
     enabled: bool = True
+    auto_setup: bool = Field(
+        default=False,
+        description="Point the numbers' incoming texts at webhook_url in Twilio on create and "
+        "after rotate-webhook",
+    )
 
     @field_validator("numbers")
     @classmethod
@@ -183,6 +194,7 @@ class SmsConfigPatch(ApiModel):
     numbers: list[SmsNumber] | None = Field(default=None, max_length=1000)
     allowed_countries: list[Country] | None = None
     enabled: bool | None = None
+    auto_setup: bool | None = None
 
     @field_validator("numbers")
     @classmethod
@@ -204,11 +216,15 @@ class SmsConfig(BaseModel):
     numbers: list[SmsNumber]
     allowed_countries: list[str]
     enabled: bool
+    auto_setup: bool = False
     webhook_url: str
     status_callback_url: str
     previous_webhook_valid_until: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    twilio_setup: AutoSetup | None = Field(
+        default=None, description="On create and rotation with auto_setup: what it did"
+    )
 
 
 class Extension(ApiModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,7 +10,8 @@ from bridge.db import dialplan as dialplan_repo
 from bridge.db import events as events_repo
 from bridge.db import media as media_repo
 from bridge.db import messages as repo
-from bridge.db import opt_outs, sip_deliveries
+from bridge.db import opt_outs, sip_deliveries, webhook_counts
+from bridge.db import sip as sip_repo
 from bridge.db import sms_configs as configs_repo
 from bridge.db import tenants as tenants_repo
 from bridge.db.notify import MEDIA
@@ -21,7 +23,15 @@ from bridge.groupcommit import GroupCommit
 from bridge.ids import new_id
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import InboundExplainRequest, InboundStatus, MessageId, TenantId, number_field
+from bridge.models import (
+    InboundExplainRequest,
+    InboundExplanation,
+    InboundStatus,
+    MessageId,
+    SipTarget,
+    TenantId,
+    number_field,
+)
 from bridge.routing import InboundDecision, InboundRuleIndex, route_inbound
 from bridge.twilio.encoding import segment_info
 from bridge.twilio.webhooks import REQUIRED_INBOUND, Params, first, media_items, opt_change, require
@@ -67,7 +77,7 @@ class InboundService:
 
     async def explain(
         self, tenant_id: TenantId, request: InboundExplainRequest
-    ) -> dict[str, object]:
+    ) -> InboundExplanation:
         """The decision a text to ``to`` from ``from`` would get now, without storing anything."""
         async with self._db.connection() as conn:
             country = (await tenants_repo.require_tenant(conn, tenant_id)).default_country
@@ -75,36 +85,59 @@ class InboundService:
             remote = number_field("from", request.from_, country)
             config = await configs_repo.webhook_config_for_number(conn, tenant_id, did)
             if config is None:
-                return {
-                    "direction": "inbound",
-                    "to": did,
-                    "from": remote,
-                    "decision": "unroutable",
-                    "extensions": [],
-                    "explanation": [
-                        f"{did} is not a number of any of this tenant's configurations"
-                    ],
-                }
+                return InboundExplanation(
+                    direction="inbound",
+                    to=did,
+                    from_=remote,
+                    decision="unroutable",
+                    extensions=[],
+                    explanation=[f"{did} is not a number of any of this tenant's configurations"],
+                )
             query = repo.AffinityQuery(tenant_id, did, remote, config.affinity_hours)
             affinity = (await repo.affinity_extensions(conn, [query]))[0]
             decision = await self._decide(conn, config, did, remote, affinity)
+            phones = None
+            if config.sip and config.enabled:
+                phones = await self._sip_targets(conn, tenant_id, decision.extensions)
         explanation = list(decision.explanation)
         if not config.enabled:
             explanation.append(
                 "the SMS configuration is disabled: it would be stored, not delivered"
             )
-        return {
-            "direction": "inbound",
-            "to": did,
-            "from": remote,
-            "config_id": config.id,
-            "trunk_id": config.trunk_id,
-            "decision": decision.reason,
-            "rule": decision.rule_name,
-            "rule_index": decision.rule_index,
-            "extensions": list(decision.extensions) if config.enabled else [],
-            "explanation": explanation,
-        }
+        return InboundExplanation(
+            direction="inbound",
+            to=did,
+            from_=remote,
+            config_id=config.id,
+            trunk_id=config.trunk_id,
+            decision=decision.reason,
+            rule=decision.rule_name,
+            rule_index=decision.rule_index,
+            extensions=list(decision.extensions) if config.enabled else [],
+            sip=phones,
+            explanation=explanation,
+        )
+
+    async def _sip_targets(
+        self, conn: Connection, tenant_id: TenantId, extensions: Sequence[str]
+    ) -> list[SipTarget]:
+        settings = await sip_repo.get(conn, tenant_id)
+        if settings is None:
+            return []
+        known = {e.extension: e for e in await dialplan_repo.get_extensions(conn, tenant_id)}
+        targets = []
+        for name in extensions:
+            extension = known.get(name)
+            targets.append(
+                SipTarget(
+                    extension=name,
+                    uri=(extension.sip_uri if extension and extension.sip_uri else None)
+                    or f"sip:{name}@{settings.values.domain}",
+                    proxy=settings.values.proxy,
+                    sends=extension is not None and extension.sip,
+                )
+            )
+        return targets
 
     async def _decide(
         self, conn: Connection, config: WebhookConfig, did: str, remote: str, affinity: str | None
@@ -200,6 +233,11 @@ class InboundService:
                 )
             )
         created_at = await repo.insert_inbound(conn, rows)
+        duplicates = Counter(
+            w.config.id for w, created in zip(batch, created_at, strict=True) if created is None
+        )
+        # Counted in the same commit, and only when there are any: the usual batch pays nothing.
+        await webhook_counts.add(conn, [(c, "duplicate", n) for c, n in duplicates.items()])
         events: list[tuple[events_repo.NewEvent, bool]] = []
         media_queued = False
         for webhook, row, created in zip(batch, rows, created_at, strict=True):

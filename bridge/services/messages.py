@@ -14,14 +14,21 @@ from bridge.db import opt_outs
 from bridge.db import tenants as tenants_repo
 from bridge.db.media import MediaFile
 from bridge.db.notify import EVENTS, Listener, wait_for
-from bridge.db.pool import Database
+from bridge.db.pool import Connection, Database
 from bridge.errors import NotFound
+from bridge.log import get_logger
 from bridge.models import Message, MessageFilter, MessageId, OptOut, Page, TenantId, make_page
 
 __all__ = ["MediaFile", "MessageService", "StreamItem"]
 
+log = get_logger(__name__)
+
 STREAM_BATCH = 100
 KEEPALIVE_SECONDS = 15.0
+HORIZON_WAIT_SECONDS = 2.0
+HORIZON_POLL_SECONDS = 0.005
+# `Last-Event-ID: 0`: before every event (stream positions start at 1).
+REPLAY_ALL = "0"
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,41 @@ class StreamItem:
     event_id: str
     type: str
     data: str
+
+
+class Horizon:
+    """How far a stream may read. Positions are drawn when an event is inserted, not when it
+    commits, so a reader that passed a position while a lower one was still uncommitted would
+    never see that event: the horizon moves to the last position drawn only once the writing
+    transactions in flight when it was drawn have finished."""
+
+    def __init__(self) -> None:
+        self._settled = 0
+        self._pending: tuple[int, list[str], float] | None = None
+        self.head = 0
+
+    @property
+    def unsettled(self) -> bool:
+        return self._pending is not None
+
+    async def advance(self, conn: Connection) -> int:
+        if self._pending is not None:
+            head, in_flight, since = self._pending
+            running = await events_repo.still_running(conn, in_flight)
+            if running and time.monotonic() - since < HORIZON_WAIT_SECONDS:
+                return self._settled
+            if running:
+                # A long transaction elsewhere in the database: the stream goes on rather
+                # than stall behind it (the delivery target is the channel that never skips).
+                log.warning("stream.horizon_forced", transactions=running)
+            self._settled = head
+            self._pending = None
+        self.head, in_flight = await events_repo.stream_horizon(conn)
+        if in_flight:
+            self._pending = (self.head, in_flight, time.monotonic())
+        else:
+            self._settled = self.head
+        return self._settled
 
 
 class MessageService:
@@ -75,14 +117,33 @@ class MessageService:
         return make_page(items, limit, lambda o: f"{o.config_id}|{o.number}")
 
     async def stream_position(self, tenant_id: TenantId, last_event_id: str | None) -> int:
-        """Where a stream resumes: after ``last_event_id``, or at the live end."""
+        """Where a stream resumes: at the live end without ``last_event_id``; after it when it
+        is one of the tenant's events; from the first for ``0`` or an id it does not know."""
         async with self._db.connection() as conn:
             await tenants_repo.require_tenant(conn, tenant_id)
-            if last_event_id:
-                seq = await events_repo.stream_position(conn, tenant_id, last_event_id)
-                if seq is not None:
-                    return seq
-            return await events_repo.stream_head(conn)
+            if not last_event_id:
+                return await self._settled_horizon()
+            if last_event_id == REPLAY_ALL:
+                return 0
+            seq = await events_repo.stream_position(conn, tenant_id, last_event_id)
+        if seq is None:
+            # The client had a position and we cannot place it (another database, a typo, an
+            # event of another tenant): replaying may repeat events, the live end would lose
+            # some, and events carry their ids.
+            log.info("stream.unknown_last_event_id", tenant_id=tenant_id)
+            return 0
+        return seq
+
+    async def _settled_horizon(self) -> int:
+        """A position below which no event can still appear: the writers in flight when it
+        was read have finished (they take milliseconds; see `Horizon` for a long one)."""
+        horizon = Horizon()
+        async with self._db.connection() as conn:
+            settled = await horizon.advance(conn)
+            while horizon.unsettled:
+                await asyncio.sleep(HORIZON_POLL_SECONDS)
+                settled = await horizon.advance(conn)
+        return settled
 
     async def stream(
         self, tenant_id: TenantId, position: int, stopping: asyncio.Event
@@ -90,16 +151,27 @@ class MessageService:
         """The tenant's events after ``position`` as they are committed, until ``stopping``;
         a ``None`` now and then keeps an idle stream open."""
         quiet_since = time.monotonic()
+        horizon = Horizon()
+        settle_wait = HORIZON_POLL_SECONDS
         while not stopping.is_set():
             wake = self._listener.waiter(EVENTS)
             async with self._db.connection() as conn:
-                batch = await events_repo.stream_after(conn, tenant_id, position, STREAM_BATCH)
+                settled = await horizon.advance(conn)
+                batch = await events_repo.stream_after(
+                    conn, tenant_id, position, settled, STREAM_BATCH
+                )
             for seq, event_id, event_type, data in batch:
                 yield StreamItem(event_id, event_type, data)
                 position = seq
             if batch:
                 quiet_since = time.monotonic()
                 continue
+            if horizon.unsettled:
+                # Events are being written: look again as soon as their writers are done.
+                await asyncio.sleep(settle_wait)
+                settle_wait = min(settle_wait * 2, 0.5)
+                continue
+            settle_wait = HORIZON_POLL_SECONDS
             if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
                 yield None
                 quiet_since = time.monotonic()

@@ -10,7 +10,7 @@ import json
 import re
 import secrets
 from datetime import datetime
-from typing import assert_never
+from typing import Literal, assert_never
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,6 +36,7 @@ from bridge.models import (
     Message,
     MessageId,
     OutboundExplainRequest,
+    OutboundExplanation,
     SendRequest,
     StatusChange,
     TenantId,
@@ -59,6 +60,9 @@ from bridge.twilio.encoding import segment_info
 __all__ = ["MediaFile", "OutboundService"]
 
 log = get_logger(__name__)
+
+# Where a send came from: the API (the portal), or a phone by SIP MESSAGE (design §10).
+Origin = Literal["api", "sip"]
 
 # Segments per second by sender type (design §6); a number's own `mps` overrides.
 MPS_BY_TYPE = {"long_code": 1.0, "toll_free": 3.0, "short_code": 100.0}
@@ -241,7 +245,10 @@ class OutboundService:
         idempotency_key: str | None,
         *,
         test_config: ConfigId | None = None,
+        origin: Origin = "api",
     ) -> Message:
+        """Check, route, store and queue a send; refusals raise and store nothing. A phone's
+        texts (``origin`` sip) are told back to it when Twilio fails them."""
         if len(body.body) > MAX_BODY_CHARS:
             raise BodyTooLong(f"the body has {len(body.body)} characters; at most {MAX_BODY_CHARS}")
         if not body.body and not body.media:
@@ -278,6 +285,7 @@ class OutboundService:
                     "rule_index": plan.rule_index,
                     "trunk_id": plan.trunk_id,
                     "sender_kind": plan.sender_kind,
+                    "origin": origin,
                     "explanation": list(plan.explanation),
                 },
                 sender_key=sender_key,
@@ -311,42 +319,40 @@ class OutboundService:
 
     async def explain(
         self, tenant_id: TenantId, request: OutboundExplainRequest
-    ) -> dict[str, object]:
+    ) -> OutboundExplanation:
         """The plan a send would get now, or why it would be refused; nothing is sent."""
         body = SendRequest(
             from_extension=request.from_extension, to=request.to, from_did=request.from_did
         )
-        answer: dict[str, object] = {
-            "direction": "outbound",
-            "from_extension": request.from_extension,
-        }
         async with self._db.connection() as conn:
             try:
                 plan, _config = await self.plan(conn, tenant_id, body)
             except RoutingError as exc:
-                return {
-                    **answer,
-                    "decision": exc.code,
-                    "error": exc.message,
-                    "explanation": list(exc.explanation),
-                }
+                return OutboundExplanation(
+                    direction="outbound",
+                    from_extension=request.from_extension,
+                    decision=exc.code,
+                    error=exc.message,
+                    explanation=list(exc.explanation),
+                )
             opted_out = await opt_outs.is_opted_out(conn, plan.config_id, plan.destination)
         explanation = list(plan.explanation)
         if opted_out:
             explanation.append(f"{plan.destination} has opted out: the send would be refused")
-        return {
-            **answer,
-            "decision": "recipient_opted_out" if opted_out else "send",
-            "to": plan.destination,
-            "country": plan.destination_country,
-            "rule": plan.rule_name,
-            "rule_index": plan.rule_index,
-            "trunk_id": plan.trunk_id,
-            "config_id": plan.config_id,
-            "sender_kind": plan.sender_kind,
-            "sender": plan.sender,
-            "explanation": explanation,
-        }
+        return OutboundExplanation(
+            direction="outbound",
+            from_extension=request.from_extension,
+            decision="recipient_opted_out" if opted_out else "send",
+            to=plan.destination,
+            country=plan.destination_country,
+            rule=plan.rule_name,
+            rule_index=plan.rule_index,
+            trunk_id=plan.trunk_id,
+            config_id=plan.config_id,
+            sender_kind=plan.sender_kind,
+            sender=plan.sender,
+            explanation=explanation,
+        )
 
     async def media(self, token: str) -> MediaFile:
         """A file behind a public media link (an outbound MMS's, or an inbound item linked

@@ -15,6 +15,8 @@ from bridge.db.sip import SipSettingsRow, SipSettingsValues
 from bridge.errors import Conflict, NotFound
 from bridge.models import SipSettings, SipSettingsPut, TenantId
 
+__all__ = ["PasswordKind", "SipSettingsRow", "SipSettingsService", "view"]
+
 PasswordKind = Literal["auth_password", "inbound_password"]
 
 
@@ -113,6 +115,12 @@ class SipSettingsService:
         if sealed is None:
             return None
         return self._box.open(sealed, sip_secret_context(row.tenant_id, kind))
+
+    async def for_source(self, domain: str, address: str) -> SipSettingsRow | None:
+        """The tenant a MESSAGE from the PBX is from: its domain is the From host and its
+        allowed sources hold the sender's address."""
+        async with self._db.connection() as conn:
+            return await repo.for_source(conn, domain, address)
 
     async def delete(self, tenant_id: TenantId) -> None:
         """SIP off for the tenant; texts still waiting for a phone are given up (dead)."""

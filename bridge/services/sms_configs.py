@@ -64,6 +64,7 @@ class SmsConfigService:
             numbers=row.numbers,
             allowed_countries=row.allowed_countries,
             enabled=row.enabled,
+            auto_setup=row.auto_setup,
             webhook_url=self._urls.inbound(row.webhook_token),
             status_callback_url=self._urls.status_callback(row.webhook_token),
             previous_webhook_valid_until=row.previous_valid_until,
@@ -118,6 +119,7 @@ class SmsConfigService:
                 if body.allowed_countries is not None
                 else [country],
                 enabled=body.enabled,
+                auto_setup=body.auto_setup,
             )
             await repo.insert(conn, config_id, tenant_id, body.trunk_id, values)
             await repo.replace_numbers(conn, config_id, tenant_id, body.numbers)
@@ -187,6 +189,7 @@ class SmsConfigService:
             if patch.allowed_countries is not None
             else row.allowed_countries,
             enabled=row.enabled if patch.enabled is None else patch.enabled,
+            auto_setup=row.auto_setup if patch.auto_setup is None else patch.auto_setup,
         )
 
     async def rotate_webhook(self, tenant_id: TenantId, config_id: ConfigId) -> SmsConfig:

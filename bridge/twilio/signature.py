@@ -145,3 +145,27 @@ def validate_request(
             if hmac.compare_digest(_sign(key, variant, suffix), expected):
                 return True
     return False
+
+
+def which_url_signed(
+    candidates: Sequence[str],
+    *,
+    params: Params,
+    raw_body: bytes,
+    content_type: str,
+    signature: str | None,
+    auth_token: str,
+) -> str | None:
+    """The first of ``candidates`` that this signature is valid for: when a webhook fails the
+    check, which URL Twilio really signed tells the operator what to fix."""
+    for url in candidates:
+        if validate_request(
+            url=url,
+            params=params,
+            raw_body=raw_body,
+            content_type=content_type,
+            signature=signature,
+            auth_tokens=(auth_token,),
+        ):
+            return url
+    return None

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bridge.metrics import Metrics
 from bridge.services.credentials import CredentialCheck
+from bridge.services.diagnosis import DiagnosisService
 from bridge.services.dialplan import DialplanService
 from bridge.services.inbound import InboundService
 from bridge.services.messages import MessageService
@@ -18,6 +19,7 @@ from bridge.services.sip import SipSettingsService
 from bridge.services.sms_configs import SmsConfigService
 from bridge.services.status import StatusService
 from bridge.services.tenants import TenantService
+from bridge.services.twilio_setup import TwilioSetupService
 from bridge.services.webhooks import WebhookAuth
 
 
@@ -41,6 +43,8 @@ class Services:
     outbound: OutboundService
     credentials: CredentialCheck
     sip: SipSettingsService
+    twilio_setup: TwilioSetupService
+    diagnosis: DiagnosisService
     health: Readiness
 
 
@@ -50,6 +54,7 @@ class Runtime:
     def __init__(self) -> None:
         self._services: Services | None = None
         self.public_port: int | None = None
+        self.sip_port: int | None = None
         self.stopping = asyncio.Event()
 
     @property

@@ -20,8 +20,8 @@ from bridge.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from bridge.services.webhooks import WebhookConfig
-from bridge.twilio.webhooks import Params
+from bridge.services.webhooks import RequestSeen, WebhookConfig
+from bridge.twilio.webhooks import MissingParameter, Params
 from bridge.urls import PublicUrls
 from bridge.web.keys import METRICS, services_of
 
@@ -70,10 +70,15 @@ async def authenticated(request: web.Request, kind: str) -> tuple[WebhookConfig,
     webhooks = services_of(request).webhooks
     config = await webhooks.config_for(request.match_info["token"])
     try:
-        raw = await request.read()  # bounded by the app's client_max_size
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge() from exc
-    params = parse_params(raw, request.content_type, request.query_string)
+        try:
+            raw = await request.read()  # bounded by the app's client_max_size
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise PayloadTooLarge() from exc
+        params = parse_params(raw, request.content_type, request.query_string)
+    except BridgeError:
+        webhooks.refused(config.id, kind, "refused")
+        raise
+    headers = request.headers
     webhooks.verify(
         config,
         kind=kind,
@@ -82,7 +87,15 @@ async def authenticated(request: web.Request, kind: str) -> tuple[WebhookConfig,
         params=params if request.content_type == FORM else [],
         raw_body=raw,
         content_type=request.content_type,
-        signature=request.headers.get("X-Twilio-Signature"),
+        signature=headers.get("X-Twilio-Signature"),
+        seen=RequestSeen(
+            path=request.raw_path,
+            host=headers.get("Host"),
+            forwarded_proto=headers.get("X-Forwarded-Proto"),
+            forwarded_host=headers.get("X-Forwarded-Host"),
+            forwarded_port=headers.get("X-Forwarded-Port"),
+            forwarded_prefix=headers.get("X-Forwarded-Prefix"),
+        ),
     )
     return config, params
 
@@ -91,7 +104,11 @@ async def _webhook(request: web.Request, kind: str, receive: Receive) -> None:
     """Refusals are counted by reason, then answered by the error middleware."""
     try:
         config, params = await authenticated(request, kind)
-        await receive(config, params)
+        try:
+            await receive(config, params)
+        except MissingParameter:
+            services_of(request).webhooks.refused(config.id, kind, "refused")
+            raise
     except BridgeError as exc:
         request.app[METRICS].webhooks_rejected.labels(kind, exc.code.replace("_", " ")).inc()
         raise

@@ -79,6 +79,10 @@ def test_demo_walks_through_the_first_day_and_leaves_nothing_running(tmp_path: P
     assert re.search(r"From=\+15551230001 +To=\+15557654321", result.stdout), output
     assert re.search(r"^ +← 200 status: delivered, Twilio SID SM\w{32}$", result.stdout, re.M)
     assert re.search(r"sink\| +extensions=\['101'\] status=delivered ", result.stdout), output
+    assert re.search(r"^ +now: \+15551230001 ok$", result.stdout, re.M), output
+    assert re.search(r"^ +cause: scheme_mismatch$", result.stdout, re.M), output
+    assert "Twilio signed" in result.stdout
+    assert re.search(r"https://127\.0\.0\.1:\d+/twilio/[\w-]+/inbound;", result.stdout), output
     assert "all stopped" in result.stdout
 
     for secret in demo.SECRETS:

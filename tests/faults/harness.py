@@ -23,6 +23,7 @@ from bridge.config import Settings
 from bridge.fake_twilio import FakeTwilio, compute_signature
 from bridge.runtime.app import create_app
 from bridge.runtime.bootstrap import RuntimeSecrets
+from bridge.web.keys import RUNTIME
 from tests import factories
 from tests.conftest import ADMIN_TOKEN
 from tests.daemon import Daemon, free_port
@@ -73,6 +74,7 @@ class InProcess:
     internal: str
     public_base: str
     dsn: str
+    sip_port: int | None = None
 
     @property
     def api(self) -> str:
@@ -103,6 +105,7 @@ async def running_bridge(
             internal=str(server.make_url("")).rstrip("/"),
             public_base=f"http://127.0.0.1:{port}/sms",
             dsn=settings.database_url.get_secret_value(),
+            sip_port=app[RUNTIME].sip_port,
         )
     finally:
         await server.close()

@@ -240,6 +240,7 @@ async def env(
             settings.model_copy(
                 update={
                     "twilio_api_base": fake.base_url,
+                    "twilio_messaging_api_base": fake.base_url,
                     "run_workers": True,
                     "public_listen": f"127.0.0.1:{port}",
                     "public_base_url": f"http://127.0.0.1:{port}/sms",

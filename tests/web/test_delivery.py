@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from bridge.config import Settings
+from bridge.db import events as events_repo
+from bridge.models import EventId, TenantId
 from bridge.runtime.app import create_app
 from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
@@ -109,6 +111,58 @@ async def test_events_stream_as_server_sent_events_and_resume(env: Env) -> None:
     assert seen[0][2]["message"]["body"] == "second"
     await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 2)
     assert sorted(env.sink.event_ids()) == sorted([first_id, seen[0][0]])
+
+
+async def read_events(
+    env: Env, count: int, headers: dict[str, str] | None = None, query: str = ""
+) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``count`` events of a stream: (id, data)."""
+    url = env.api.client.make_url(f"/api/v1/tenants/{env.tenant_id}/events{query}")
+    sent = {"Authorization": f"Bearer {env.api.token}", **(headers or {})}
+    found: list[tuple[str, dict[str, Any]]] = []
+    async with aiohttp.ClientSession() as session, session.get(url, headers=sent) as response:
+        assert response.status == 200, await response.text()
+        event: dict[str, str] = {}
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith(("id: ", "data: ")):
+                key, _, value = line.partition(": ")
+                event[key] = value
+            elif not line and "id" in event:
+                found.append((event["id"], json.loads(event["data"])))
+                if len(found) == count:
+                    return found
+                event = {}
+    return found
+
+
+async def test_the_stream_replays_from_the_first_event_on_request(env: Env) -> None:
+    for body in ("one", "two", "three"):
+        await env.text_in(body)
+    await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 3)
+
+    def bodies(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        return [data["message"]["body"] for _, data in events]
+
+    replayed = await asyncio.wait_for(read_events(env, 3, {"Last-Event-ID": "0"}), 10)
+    assert bodies(replayed) == ["one", "two", "three"]
+    assert [event_id for event_id, _ in replayed] == env.sink.event_ids()
+    # For a browser's first EventSource connection, which cannot set the header.
+    by_query = await asyncio.wait_for(read_events(env, 3, query="?last_event_id=0"), 10)
+    assert by_query == replayed
+    # Resuming by id is unchanged; the header wins over the query.
+    after_first = await asyncio.wait_for(
+        read_events(env, 2, {"Last-Event-ID": replayed[0][0]}, "?last_event_id=0"), 10
+    )
+    assert bodies(after_first) == ["two", "three"]
+    # An id the bridge cannot place: from the first rather than losing what came since.
+    unknown = await asyncio.wait_for(read_events(env, 3, {"Last-Event-ID": "evt_unknown"}), 10)
+    assert unknown == replayed
+    too_long = await env.api.get(
+        f"/tenants/{env.tenant_id}/events", headers={"Last-Event-ID": "x" * 101}
+    )
+    assert too_long.status == 422
+    assert too_long.body["error"]["details"][0]["field"] == "Last-Event-ID"
 
 
 async def test_another_tenant_cannot_stream_these_events(env: Env) -> None:
@@ -322,3 +376,39 @@ async def test_events_die_after_the_maximum_age_and_say_so(env: Env, settings: S
     assert delivery["attempts"] >= 2
     metrics = (await env.api.call("GET", "/metrics", token=None)).text
     assert 'bridge_deliveries_total{outcome="dead"} 1.0' in metrics
+
+
+async def test_the_stream_never_passes_an_event_that_commits_after_a_later_one(
+    env: Env, settings: Settings
+) -> None:
+    """Stream positions are drawn at insert: the event of a transaction still open has a lower
+    position than one committed meanwhile, and a reader at the live end must wait for it
+    rather than pass it by and never see it."""
+    dsn = settings.database_url.get_secret_value()
+    slow, quick = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+
+    def event(name: str) -> tuple[events_repo.NewEvent, bool]:
+        new = events_repo.NewEvent(
+            id=EventId(f"evt_{name}_{factories.hex32()[:8]}"),
+            tenant_id=TenantId(env.tenant_id),
+            message_id=None,
+            type="message.received",
+            conversation=f"{env.tenant_id}:{name}",
+            payload={"id": name, "message": {"body": name}},
+        )
+        return new, False
+
+    try:
+        reader = asyncio.create_task(read_events(env, 2))
+        await asyncio.sleep(0.5)  # the reader is at the live end
+        transaction = slow.transaction()
+        await transaction.start()
+        await events_repo.insert_many(slow, [event("early")])  # drawn first, not committed
+        await events_repo.insert_many(quick, [event("late")])  # drawn second, committed
+        await asyncio.sleep(0.5)
+        await transaction.commit()
+        got = await asyncio.wait_for(reader, 10)
+    finally:
+        await slow.close()
+        await quick.close()
+    assert [data["id"] for _, data in got] == ["early", "late"]

@@ -1,0 +1,147 @@
+"""Worker: texts on the phones (design §10) — one MESSAGE per text and extension through the
+tenant's proxy, stored and forwarded while the phone is away."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bridge.crypto import SecretBox, sip_secret_context
+from bridge.db import sip_deliveries as repo
+from bridge.db.claims import worker_id
+from bridge.db.notify import SIP, Listener, poll_forever
+from bridge.db.pool import Database
+from bridge.db.sip_deliveries import SipJob
+from bridge.log import get_logger
+from bridge.metrics import Metrics
+from bridge.sip import (
+    NameAddr,
+    Outcome,
+    SipEndpoint,
+    SipParseError,
+    parse_proxy,
+    split_body,
+)
+
+log = get_logger(__name__)
+
+BATCH = 16
+# Answers that mean "the phone is off or away": the text waits and is tried again.
+AWAY = frozenset({404, 408, 480, 486})
+
+
+def away(outcome: Outcome) -> bool:
+    """No answer, a transport failure, a 5xx, or a status that says the phone is away."""
+    if outcome.status is None:
+        return True
+    return outcome.status in AWAY or 500 <= outcome.status < 600
+
+
+class SipDeliveryWorker:
+    """Claims due MESSAGEs with SKIP LOCKED (a phone's texts one at a time, in order), so any
+    number of processes share the queue; nothing of it is kept in memory."""
+
+    def __init__(
+        self,
+        db: Database,
+        listener: Listener,
+        endpoint: SipEndpoint,
+        box: SecretBox,
+        metrics: Metrics,
+        *,
+        poll_seconds: float,
+        retry_base_seconds: float,
+        retry_cap_seconds: float,
+        stale_seconds: float,
+    ) -> None:
+        self._db = db
+        self._listener = listener
+        self._endpoint = endpoint
+        self._box = box
+        self._metrics = metrics
+        self._poll = poll_seconds
+        self._base = retry_base_seconds
+        self._cap = retry_cap_seconds
+        self._stale = stale_seconds
+        self.worker_id = worker_id("sip")
+
+    async def run(self) -> None:
+        await poll_forever(
+            "sip", self._listener, SIP, self.deliver_due, batch=BATCH, poll_seconds=self._poll
+        )
+
+    async def deliver_due(self) -> int:
+        async with self._db.connection() as conn:
+            jobs = await repo.claim(conn, self.worker_id, BATCH, self._stale)
+        if jobs:
+            await asyncio.gather(*(self._deliver(job) for job in jobs))
+        return len(jobs)
+
+    def retry_delay(self, attempts: int) -> float:
+        """30 s, doubling, at most 15 min (by default)."""
+        return float(min(self._cap, self._base * 2 ** max(0, attempts - 1)))
+
+    async def _deliver(self, job: SipJob) -> None:
+        try:
+            destination = parse_proxy(job.proxy)
+            # The phone shows the remote's number, and a reply goes back to it (design §10).
+            sender = NameAddr(f"sip:{job.from_number}@{job.domain}", job.from_number)
+            recipient = NameAddr(job.uri)
+        except SipParseError as exc:
+            await self._dead(job, f"the tenant's SIP settings do not parse: {exc}", job.parts_sent)
+            return
+        parts = split_body(job.body) if destination.transport == "udp" else [job.body]
+        headers = [("X-Bridge-DID", job.did)] if job.did else []
+        if job.message_id is not None:
+            headers.append(("X-Bridge-Message-Id", job.message_id))
+        credentials = self._credentials(job)
+        sent = job.parts_sent
+        outcome: Outcome | None = None
+        for part in parts[sent:]:
+            outcome = await self._endpoint.send_message(
+                job.uri,
+                from_=sender,
+                to=recipient,
+                body=part.encode("utf-8"),
+                destination=destination,
+                extra_headers=headers,
+                credentials=credentials,
+            )
+            if not outcome.ok:
+                break
+            sent += 1
+            if sent < len(parts):
+                async with self._db.connection() as conn:
+                    await repo.progress(conn, job.id, self.worker_id, sent)
+        if outcome is None or outcome.ok:
+            async with self._db.connection() as conn:
+                await repo.delivered(conn, job.id, self.worker_id, sent)
+            self._metrics.sip_messages.labels("to_phone", "delivered").inc()
+            log.info("sip.delivered", message_id=job.message_id, extension=job.extension)
+            return
+        if away(outcome) and job.age_seconds < job.max_age_hours * 3600:
+            delay = self.retry_delay(job.attempts)
+            async with self._db.connection() as conn:
+                await repo.retry_later(conn, job.id, self.worker_id, delay, str(outcome), sent)
+            self._metrics.sip_messages.labels("to_phone", "retry").inc()
+            log.info(
+                "sip.retry",
+                message_id=job.message_id,
+                extension=job.extension,
+                attempt=job.attempts,
+                delay=delay,
+                error=str(outcome),
+            )
+            return
+        await self._dead(job, str(outcome), sent)
+
+    def _credentials(self, job: SipJob) -> tuple[str, str] | None:
+        if job.auth_username is None or job.auth_password is None:
+            return None
+        context = sip_secret_context(job.tenant_id, "auth_password")
+        return job.auth_username, self._box.open(job.auth_password, context)
+
+    async def _dead(self, job: SipJob, error: str, sent: int) -> None:
+        async with self._db.connection() as conn:
+            await repo.dead(conn, job.id, self.worker_id, error, sent)
+        self._metrics.sip_messages.labels("to_phone", "dead").inc()
+        log.warning("sip.dead", message_id=job.message_id, extension=job.extension, error=error)
