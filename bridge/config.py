@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import pwd
+import sys
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -18,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bridge.dsn import parse_dsn
 from bridge.errors import ConfigError
 
 ENV_PREFIX = "BRIDGE_"
@@ -74,12 +77,20 @@ class Settings(BaseSettings):
     account_concurrency: int = Field(default=100, ge=1, le=10_000)
     twilio_timeout: float = Field(default=15.0, gt=0, le=120)
     twilio_connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    # Lost status callbacks: ask Twilio about texts whose status stood still this long.
+    status_poll_after_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
+    status_poll_max_interval_seconds: float = Field(default=6 * 3600.0, gt=0, le=7 * 24 * 3600)
+    status_poll_max_age_hours: float = Field(default=72.0, gt=0, le=24 * 30)
     outbound_media_ttl_hours: float = Field(default=48.0, gt=0, le=24 * 30)
     media_url_allow_private: bool = False
     # Texts on the phones (design §10): UDP and TCP on one host:port; empty is SIP off.
     sip_listen: str = ""
     sip_advertise: str = ""
     sip_media_url_hours: float = Field(default=72.0, gt=0, le=24 * 30)
+    sip_retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    sip_retry_cap_seconds: float = Field(default=900.0, gt=0, le=24 * 3600)
+    # `serve --processes N` (design §13): worker processes sharing the listeners on this host.
+    processes: int = Field(default=1, ge=1, le=64)
 
     @classmethod
     def settings_customise_sources(
@@ -152,18 +163,20 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: SecretStr) -> SecretStr:
         dsn = value.get_secret_value()
-        if dsn and urlsplit(dsn).scheme not in ("postgres", "postgresql"):
-            raise ValueError("must be a postgresql:// URL, or empty for the embedded server")
+        if dsn:
+            parse_dsn(dsn)
         return value
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, as text: none of them may reach a log line."""
         values = [s.get_secret_value() for s in (self.admin_token, self.secret_key) if s]
         values += [key.get_secret_value() for key in self.previous_secret_keys]
-        password = urlsplit(self.database_url.get_secret_value()).password
-        if password:
-            values.append(unquote(password))
-            values.append(password)
+        dsn = urlsplit(self.database_url.get_secret_value())
+        if dsn.password:
+            values += [unquote(dsn.password), dsn.password]
+        for key, _, raw in (piece.partition("=") for piece in dsn.query.split("&")):
+            if key == "password" and raw:
+                values += [unquote_plus(raw), raw]  # as written, and as the driver reads it
         return values
 
     @property
@@ -211,11 +224,39 @@ def _describe(error: ErrorDetails) -> str:
     return f"{key} ({ENV_PREFIX}{name.upper()}): {message}"
 
 
+def _unreadable(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        # The usual cause: installed for root while the service runs as its own user.
+        return (
+            f"cannot be read by user {_user_name()} (permission denied): the file, and every "
+            "directory above it, must be readable by that user"
+        )
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
 def load_settings() -> Settings:
     """Load settings, turning every validation problem into one ConfigError line naming the key."""
     config_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
-    if config_file and not Path(config_file).is_file():
-        raise ConfigError(f"CONFIG ({ENV_PREFIX}CONFIG): file {config_file} does not exist")
+    if config_file:
+        try:
+            with Path(config_file).open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid configuration: config ({ENV_PREFIX}CONFIG): {config_file} "
+                + _unreadable(exc)
+            ) from None
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -223,8 +264,38 @@ def load_settings() -> Settings:
         raise ConfigError(f"invalid configuration: {problems}") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"invalid configuration: {config_file}: {exc}") from None
+    return _checked(settings)
+
+
+def override(settings: Settings, **values: object) -> Settings:
+    """The settings with some values replaced (command-line options), validated as if loaded."""
+    try:
+        changed = Settings.model_validate({**dict(settings), **values})
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    return _checked(changed)
+
+
+def _checked(settings: Settings) -> Settings:
+    """What no single key's validator can see."""
     if settings.db_pool_min > settings.db_pool_max:
         raise ConfigError(
             "invalid configuration: db_pool_min (BRIDGE_DB_POOL_MIN): must not exceed db_pool_max"
         )
+    if settings.processes > 1:
+        if sys.platform != "linux":
+            raise ConfigError(
+                "invalid configuration: processes (BRIDGE_PROCESSES): more than 1 needs Linux, "
+                "whose SO_REUSEPORT spreads connections over the processes"
+            )
+        for key, (_, port) in (
+            ("public_listen", settings.public_address),
+            ("internal_listen", settings.internal_address),
+        ):
+            if port == 0:
+                raise ConfigError(
+                    f"invalid configuration: {key} ({ENV_PREFIX}{key.upper()}): port 0 picks "
+                    "another port in each process; with processes above 1 name a port"
+                )
     return settings

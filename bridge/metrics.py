@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -31,6 +38,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_resident_memory_bytes, process_open_fds, CPU seconds… (Linux only).
+        ProcessCollector(registry=self.registry)
         self.http_requests = Counter(
             "bridge_http_requests",
             "HTTP requests answered",
@@ -60,6 +69,13 @@ class Metrics:
         self.status_callbacks = Counter(
             "bridge_status_callbacks",
             "Status callbacks by outcome: applied, stale, early",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.status_polls = Counter(
+            "bridge_status_polls",
+            "Looks at Twilio for texts whose status stood still, by outcome: final, moved, "
+            "unchanged, failed (Twilio could not be asked), gave_up (too old, not final)",
             ["outcome"],
             registry=self.registry,
         )
@@ -108,6 +124,13 @@ class Metrics:
             "Twilio REST API latency by operation",
             ["operation"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.sip_messages = Counter(
+            "bridge_sip_messages",
+            "SIP MESSAGEs (design §10) by direction (to_phone, from_phone) and outcome",
+            ["direction", "outcome"],
             registry=self.registry,
         )
 

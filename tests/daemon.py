@@ -9,13 +9,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
 
 def run_cli(
-    *args: str, env: dict[str, str], timeout: float = 120
+    *args: str,
+    env: dict[str, str],
+    timeout: float = 120,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``sms-bridge ARGS`` in a child process with only the given BRIDGE_* variables."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
@@ -26,6 +30,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
+        preexec_fn=preexec_fn,
     )
 
 

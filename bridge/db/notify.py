@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import asyncpg
 
+from bridge.db.pool import Servers
 from bridge.errors import BridgeError
 from bridge.log import get_logger
 
@@ -21,6 +22,15 @@ CHANNELS = (EVENTS, MEDIA, OUTBOUND, SIP)
 # At most one NOTIFY per this many seconds from a process: other processes learn of new rows
 # that much later at worst; this process's own workers are woken at once.
 NOTIFY_INTERVAL = 0.02
+# A server whose machine died closes nothing: a LISTEN connection that is only ever read would
+# wait for it forever, through a failover. So it is asked something this often, with a timeout.
+PROBE_SECONDS = 5.0
+PROBE_TIMEOUT = 5.0
+# Attempts while the database is away come at most this far apart, so a new primary is found
+# within about this long of taking over.
+RECONNECT_MAX_DELAY = 2.0
+# How it shows in pg_stat_activity, beside the pool's "sms-bridge" connections.
+APPLICATION = "sms-bridge listener"
 
 _NOTIFY_MANY = "SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c"
 
@@ -29,7 +39,7 @@ class Listener:
     """Wake-ups are hints only: every waiter also polls, so a lost notification costs a delay."""
 
     def __init__(self, dsn: str, channels: Sequence[str] = CHANNELS) -> None:
-        self._dsn = dsn
+        self._servers = Servers(dsn)
         self._channels = tuple(channels)
         self._events = {c: asyncio.Event() for c in self._channels}
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
@@ -38,6 +48,9 @@ class Listener:
         self._outgoing: set[str] = set()
         self._sender: asyncio.Task[None] | None = None
         self._last_sent = 0.0
+        self._probed_at = 0.0
+        # One statement at a time on the connection: the probe and the NOTIFY sender share it.
+        self._using = asyncio.Lock()
 
     def waiter(self, channel: str) -> asyncio.Event:
         """Take this before looking for work; wait on it after: nothing notified between is lost."""
@@ -71,9 +84,11 @@ class Listener:
             if conn is None or conn.is_closed():
                 return  # the others poll; they are also woken when this connection is back
             try:
-                await conn.execute(_NOTIFY_MANY, channels)
+                async with self._using:
+                    await conn.execute(_NOTIFY_MANY, channels, timeout=PROBE_TIMEOUT)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("db.notify_failed", error=str(exc))
+                log.warning("db.notify_failed", error=str(exc) or type(exc).__name__)
+                conn.terminate()  # a server that cannot take a NOTIFY is no longer the one
                 return
             self._last_sent = loop.time()
 
@@ -81,7 +96,7 @@ class Listener:
         self._task = asyncio.create_task(self._keep_listening(), name="db-listener")
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await self._servers.connect(server_settings={"application_name": APPLICATION})
         try:
             for channel in self._channels:
                 await conn.add_listener(channel, self._on_notify)
@@ -89,22 +104,41 @@ class Listener:
             conn.terminate()  # also when cancelled mid-way, so no connection is left behind
             raise
         self._conn = conn
+        self._probed_at = asyncio.get_running_loop().time()
+
+    async def _probe(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._probed_at < PROBE_SECONDS:
+            return
+        async with self._using:
+            await conn.execute("SELECT 1", timeout=PROBE_TIMEOUT)
+        self._probed_at = now
 
     async def _keep_listening(self) -> None:
         delay = 0.5
+        lost_at: float | None = None
+        loop = asyncio.get_running_loop()
         while not self._closing:
             try:
-                if self._conn is None or self._conn.is_closed():
+                conn = self._conn
+                if conn is None or conn.is_closed():
                     await self._connect()
-                    delay = 0.5
+                    if lost_at is not None:
+                        log.info("db.listener_reconnected", after_s=round(loop.time() - lost_at, 2))
+                    delay, lost_at = 0.5, None
                     for channel in self._channels:
                         self._wake(channel)  # anything queued while we were away
+                else:
+                    await self._probe(conn)
                 await asyncio.sleep(1)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("db.listener_reconnect", error=str(exc))
+                log.warning("db.listener_reconnect", error=str(exc) or type(exc).__name__)
+                if self._conn is not None:
+                    self._conn.terminate()
                 self._conn = None
+                lost_at = loop.time() if lost_at is None else lost_at
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
     async def close(self) -> None:
         self._closing = True

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TypeAlias
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from bridge.dsn import parse_dsn, safe_dsn
 from bridge.errors import Conflict, DatabaseUnavailable, InUse, NotFound
 from bridge.log import get_logger
 
@@ -22,14 +23,96 @@ Record = asyncpg.Record
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
-def safe_dsn(dsn: str) -> str:
-    """The DSN with its password removed, for logs."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+class NoServerAvailable(ConnectionError):
+    """No host of the DSN took a connection (one that can write, when several are named)."""
+
+
+# A host that let a connection attempt time out is tried after the others for this long.
+SILENT_SECONDS = 30.0
+# A server whose machine died closes nothing: without these an idle pooled connection to it
+# looks alive forever, and a query sent on one waits for command_timeout. Probes after 10 s
+# idle, every 5 s, 3 of them; and sent data unacknowledged for 15 s ends the connection.
+_TCP_OPTIONS = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+_TCP_USER_TIMEOUT_MS = 15_000
+# What makes a host unusable for now; any of them sends the next connection to the next host.
+_UNUSABLE = (
+    OSError,  # refused, unreachable, timed out
+    asyncpg.PostgresError,  # starting up, shutting down, too many connections, no such database
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a standby, where target_session_attrs asked for the primary
+)
+
+
+class Servers:
+    """The hosts a DSN names, tried in turn, each with its own timeout (libpq's way: asyncpg
+    gives them all one timeout, which a host that went silent uses up before the next one is
+    tried), and every error passing on to the next host.
+
+    The host that answered last is tried first. One that let its timeout run out is, for a
+    while, tried last and by one connection attempt at a time, the others passing it by: a
+    former primary whose machine is gone holds up neither the 503s while there is no primary
+    nor finding the new one, and is still noticed as soon as it answers again."""
+
+    def __init__(self, dsn: str) -> None:
+        parsed = parse_dsn(dsn)
+        self._hosts = parsed.hosts
+        self._urls = parsed.urls
+        self._timeout = parsed.connect_timeout
+        self._first = 0
+        self._silent_until = [0.0] * len(self._urls)
+        self._probing: set[int] = set()
+
+    def _order(self, now: float) -> list[int]:
+        rest = [i for i in range(len(self._urls)) if i != self._first]
+        ranked = [self._first, *rest]
+        return sorted(ranked, key=lambda i: self._silent_until[i] > now)  # stable: order kept
+
+    async def connect(self, dsn: str | None = None, **options: Any) -> asyncpg.Connection[Any]:
+        """A new connection (``dsn`` is the pool's copy of the one given at construction)."""
+        options.pop("timeout", None)
+        failures = []
+        now = time.monotonic()
+        for index in self._order(now):
+            host = self._hosts[index]
+            silent = self._silent_until[index] > now
+            if silent and index in self._probing:
+                failures.append(f"{host}: did not answer in {self._timeout:g}s lately")
+                continue
+            if silent:
+                self._probing.add(index)
+            try:
+                conn: asyncpg.Connection[Any] = await asyncpg.connect(
+                    self._urls[index], timeout=self._timeout, **options
+                )
+            except TimeoutError:
+                self._silent_until[index] = time.monotonic() + SILENT_SECONDS
+                failures.append(f"{host}: no answer in {self._timeout:g}s")
+                continue
+            except _UNUSABLE as exc:
+                failures.append(f"{host}: {str(exc) or type(exc).__name__}")
+                continue
+            finally:
+                if silent:
+                    self._probing.discard(index)
+            self._first, self._silent_until[index] = index, 0.0
+            _notice_dead_peer(conn)
+            return conn
+        raise NoServerAvailable("; ".join(failures))
+
+
+def _notice_dead_peer(conn: asyncpg.Connection[Any]) -> None:
+    """TCP keepalives and a user timeout on the connection's socket (not on a Unix socket)."""
+    # asyncpg has no public way to its socket, nor keepalive options of its own.
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = (*_TCP_OPTIONS, ("TCP_USER_TIMEOUT", _TCP_USER_TIMEOUT_MS))
+    for name, value in options:
+        option = getattr(socket, name, None)  # Linux has them all; others some
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 # The server went away (restart, failover, network) or the driver lost track of the protocol
@@ -42,6 +125,8 @@ _LOST = (
     asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,  # connection closed mid-operation, failure, rejection
     asyncpg.OperatorInterventionError,  # shutting down, crash recovery, cannot connect now
+    # A server that cannot write is not the primary (any more): a fresh connection finds it.
+    asyncpg.ReadOnlySQLTransactionError,
 )
 
 
@@ -140,6 +225,7 @@ class Database:
         try:
             pool = await asyncpg.create_pool(
                 dsn,
+                connect=Servers(dsn).connect,
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=60,

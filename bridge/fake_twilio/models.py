@@ -89,6 +89,7 @@ class ConfigPatch(_Body):
     retry_after: int | None = Field(default=None, ge=0)
     reorder_callbacks: bool | None = None
     duplicate_callbacks: bool | None = None
+    drop_callbacks: bool | None = None
     fetch_media: bool | None = None
     media_auth: bool | None = None
     public_base_url: str | None = None

@@ -55,6 +55,8 @@ class FakeConfig:
     retry_after: int = 1
     reorder_callbacks: bool = False
     duplicate_callbacks: bool = False
+    # Status callbacks lost on the way (a proxy down): the message still moves on, unheard.
+    drop_callbacks: bool = False
     fetch_media: bool = False
     media_auth: bool = True
     public_base_url: str | None = None
@@ -214,6 +216,7 @@ class FakeState:
         self.directory = NumberDirectory(self.accounts)
         self.requests: list[ApiRequestRecord] = []
         self.webhooks: list[WebhookRecord] = []
+        self.dropped_callbacks = 0
         self.media_fetches: list[MediaFetchRecord] = []
         self.faults = FaultInjector()
         self.cdn_secret = secrets.token_bytes(32)
@@ -338,6 +341,7 @@ class FakeState:
         self.messages.clear()
         self.requests.clear()
         self.webhooks.clear()
+        self.dropped_callbacks = 0
         self.media_fetches.clear()
         self.faults.clear()
         self.notify()

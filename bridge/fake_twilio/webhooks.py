@@ -136,6 +136,10 @@ class Dispatcher:
             self.apply_status(message, status, outcome.error_code)
             if message.status_callback is None:
                 continue
+            if self.state.config.drop_callbacks:
+                self.state.dropped_callbacks += 1
+                self.state.notify()
+                continue
             if self.state.config.reorder_callbacks:
                 held.append(status)
             else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Generic, Literal, NewType, TypeVar
 
@@ -12,6 +12,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     ValidationInfo,
 )
@@ -183,6 +184,33 @@ class ApiModel(BaseModel):
     """Request bodies refuse unknown fields, so a typo is an error rather than ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def implied_tag(field: str, default: str, implied_by: Mapping[str, str]) -> Discriminator:
+    """The tag of a request union: ``field`` when it is sent; when it is left out, the variant
+    one of whose own fields is there (``implied_by``: field → tag), else ``default``.
+
+    Each variant's tag field has its tag as default, so the OpenAPI document does not make a
+    generated client pass what the class it built already says; this reads such a body the way
+    the document describes it (the variants stay distinct by their required fields)."""
+    tags = sorted({default, *implied_by.values()})
+
+    def tag(value: object) -> str | None:
+        if isinstance(value, BaseModel):
+            found = getattr(value, field, None)
+            return found if isinstance(found, str) else None
+        if not isinstance(value, dict):
+            return None
+        if field not in value:
+            return next((t for key, t in implied_by.items() if key in value), default)
+        given = value[field]
+        return given if isinstance(given, str) else None
+
+    return Discriminator(
+        tag,
+        custom_error_type="unknown_tag",
+        custom_error_message=f"{field} must be one of {', '.join(tags)}",
+    )
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]

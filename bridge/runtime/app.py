@@ -15,14 +15,17 @@ from bridge.config import Settings
 from bridge.db.claims import release_dead_local_claims
 from bridge.db.notify import Listener
 from bridge.db.pool import Database
-from bridge.errors import ListenFailed
+from bridge.db.webhook_counts import RefusalLog
+from bridge.errors import BridgeError, ListenFailed
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.netguard import PublicOnlyResolver
+from bridge.phones.edge import PhoneEdge
 from bridge.runtime.bootstrap import RuntimeSecrets
 from bridge.runtime.database import open_database, prepare_schema
 from bridge.runtime.health import Health
 from bridge.services.credentials import CredentialCheck
+from bridge.services.diagnosis import DiagnosisService
 from bridge.services.dialplan import DialplanService
 from bridge.services.inbound import InboundService
 from bridge.services.messages import MessageService
@@ -31,7 +34,9 @@ from bridge.services.sip import SipSettingsService
 from bridge.services.sms_configs import SmsConfigService
 from bridge.services.status import StatusService
 from bridge.services.tenants import TenantService
+from bridge.services.twilio_setup import TwilioSetupService
 from bridge.services.webhooks import WebhookAuth
+from bridge.sip import DigestAuthenticator, SipEndpoint
 from bridge.twilio.client import TwilioClient
 from bridge.urls import PublicUrls
 from bridge.web import ops
@@ -49,10 +54,16 @@ from bridge.web.public import add_public_routes
 from bridge.workers.delivery import DeliveryWorker
 from bridge.workers.inbound_media import MediaFetcher
 from bridge.workers.sender import SendWorker
+from bridge.workers.sip_delivery import SipDeliveryWorker
+from bridge.workers.status_poll import StatusPoller
 
 log = get_logger(__name__)
 
 USER_AGENT = f"pbx-sms-bridge/{bridge.__version__}"
+REFUSALS_FLUSH_SECONDS = 1.0
+# A SIP delivery in progress renews its claim with each part; past a few Timer F timeouts
+# (32 s each) without that, its worker is gone and another takes the text over.
+SIP_STALE_CLAIM_SECONDS = 130.0
 Context = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -65,6 +76,8 @@ class Infrastructure:
     session: aiohttp.ClientSession
     twilio: TwilioClient
     status: StatusService
+    # Set when SIP is on (BRIDGE_SIP_LISTEN): the one user agent, shared by edge and worker.
+    sip: SipEndpoint | None = None
 
 
 def _database(
@@ -97,12 +110,28 @@ def _database(
                     observe=app[METRICS].observe_twilio,
                     messaging_api_base=settings.twilio_messaging_api_base,
                 )
+                refusals = RefusalLog()
                 runtime.services = build_services(
-                    settings, secrets, app[METRICS], db, listener, twilio, media_session, version
+                    settings,
+                    secrets,
+                    app[METRICS],
+                    db,
+                    listener,
+                    twilio,
+                    media_session,
+                    refusals,
+                    version,
                 )
+                flushing = asyncio.create_task(_flush_refusals(refusals, db), name="refusals")
                 infra.append(Infrastructure(db, listener, session, twilio, runtime.services.status))
                 app[METRICS].watch_pool(db.stats)
-                yield
+                try:
+                    yield
+                finally:
+                    flushing.cancel()
+                    await asyncio.gather(flushing, return_exceptions=True)
+                    with suppress(Exception):
+                        await refusals.flush(db)
             finally:
                 runtime.stopping.set()
                 await media_session.close()
@@ -110,6 +139,16 @@ def _database(
                 await listener.close()
 
     return context
+
+
+async def _flush_refusals(refusals: RefusalLog, db: Database) -> None:
+    """Refused webhooks are counted in memory and written once a second, in one transaction."""
+    while True:
+        await asyncio.sleep(REFUSALS_FLUSH_SECONDS)
+        try:
+            await refusals.flush(db)
+        except (OSError, BridgeError) as exc:
+            log.warning("refusals.flush_failed", error=str(exc))
 
 
 def build_services(
@@ -120,6 +159,7 @@ def build_services(
     listener: Listener,
     twilio: TwilioClient,
     media_session: aiohttp.ClientSession,
+    refusals: RefusalLog,
     schema_version: int,
 ) -> Services:
     urls = PublicUrls(settings.public_base_url)
@@ -127,7 +167,7 @@ def build_services(
         tenants=TenantService(db, secrets.box, secrets.admin_token),
         sms_configs=SmsConfigService(db, secrets.box, urls, settings.webhook_grace_hours * 3600),
         dialplan=DialplanService(db),
-        webhooks=WebhookAuth(db, secrets.box),
+        webhooks=WebhookAuth(db, secrets.box, refusals, urls.prefix),
         inbound=InboundService(db, metrics, media_max_items=settings.media_max_items),
         status=StatusService(db, metrics),
         messages=MessageService(db, listener),
@@ -141,8 +181,57 @@ def build_services(
         ),
         credentials=CredentialCheck(db, secrets.box, twilio),
         sip=SipSettingsService(db, secrets.box),
+        twilio_setup=TwilioSetupService(db, secrets.box, twilio, urls),
+        diagnosis=DiagnosisService(db),
         health=Health(db, schema_version),
     )
+
+
+def _sip_listener(
+    settings: Settings, secrets: RuntimeSecrets, runtime: Runtime, infra: list[Infrastructure]
+) -> Context:
+    """SIP MESSAGE on UDP and TCP (design §10), when BRIDGE_SIP_LISTEN names an address."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        address = settings.sip_address
+        if address is None:
+            yield
+            return
+        (base,) = infra
+        services = runtime.services
+        advertised = settings.sip_advertised
+        assert advertised is not None
+        edge = PhoneEdge(
+            services.sip,
+            services.outbound,
+            # Every process with this secret key signs and checks the same nonces.
+            DigestAuthenticator(secrets.box.derive("sip digest nonces")),
+            app[METRICS],
+            host=advertised[0],
+        )
+        host, port = address
+        try:
+            endpoint = await SipEndpoint.start(
+                host,
+                port,
+                handler=edge.handle,
+                advertise=advertised if settings.sip_advertise else None,
+                user_agent=USER_AGENT,
+            )
+        except OSError as exc:
+            raise ListenFailed(
+                f"sip_listen (BRIDGE_SIP_LISTEN) {settings.sip_listen}: "
+                f"{exc.strerror or exc}; choose a free address or stop what holds it"
+            ) from None
+        base.sip = endpoint
+        runtime.sip_port = endpoint.port
+        log.info("listener.sip", address=f"{host}:{endpoint.port}", transports="udp,tcp")
+        try:
+            yield
+        finally:
+            await endpoint.close()
+
+    return context
 
 
 def _workers(settings: Settings, secrets: RuntimeSecrets, infra: list[Infrastructure]) -> Context:
@@ -192,11 +281,36 @@ def _workers(settings: Settings, secrets: RuntimeSecrets, infra: list[Infrastruc
             account_concurrency=settings.account_concurrency,
             poll_seconds=settings.worker_poll_seconds,
         )
+        status_poller = StatusPoller(
+            base.db,
+            base.twilio,
+            secrets.box,
+            base.status,
+            metrics,
+            quiet_seconds=settings.status_poll_after_seconds,
+            max_interval_seconds=settings.status_poll_max_interval_seconds,
+            max_age_seconds=settings.status_poll_max_age_hours * 3600,
+            twilio_timeout=settings.twilio_timeout,
+        )
         tasks = [
             asyncio.create_task(delivery.run(), name="delivery-worker"),
             asyncio.create_task(media.run(), name="media-fetcher"),
             asyncio.create_task(sender.run(), name="send-worker"),
+            asyncio.create_task(status_poller.run(), name="status-poller"),
         ]
+        if base.sip is not None:
+            phones = SipDeliveryWorker(
+                base.db,
+                base.listener,
+                base.sip,
+                secrets.box,
+                metrics,
+                poll_seconds=settings.worker_poll_seconds,
+                retry_base_seconds=settings.sip_retry_base_seconds,
+                retry_cap_seconds=settings.sip_retry_cap_seconds,
+                stale_seconds=SIP_STALE_CLAIM_SECONDS,
+            )
+            tasks.append(asyncio.create_task(phones.run(), name="sip-delivery"))
         try:
             yield
         finally:
@@ -225,7 +339,9 @@ def _public_listener(settings: Settings, runtime: Runtime, metrics: Metrics) -> 
         runner = web.AppRunner(public, access_log=None, shutdown_timeout=settings.shutdown_timeout)
         await runner.setup()
         host, port = settings.public_address
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(
+            runner, host, port, reuse_address=True, reuse_port=settings.processes > 1
+        )
         try:
             try:
                 await site.start()
@@ -281,6 +397,7 @@ def create_app(settings: Settings, secrets: RuntimeSecrets) -> web.Application:
     app.on_shutdown.append(end_streams)
     infra: list[Infrastructure] = []
     app.cleanup_ctx.append(_database(settings, secrets, runtime, infra))
+    app.cleanup_ctx.append(_sip_listener(settings, secrets, runtime, infra))
     app.cleanup_ctx.append(_workers(settings, secrets, infra))
     app.cleanup_ctx.append(_public_listener(settings, runtime, metrics))
     return app

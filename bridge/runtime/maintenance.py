@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge.config import Settings
 from bridge.db.migrate import migrate
-from bridge.runtime.bootstrap import RuntimeSecrets
+from bridge.runtime.bootstrap import RuntimeSecrets, ensure_data_dir
 from bridge.runtime.database import open_database
 from bridge.services.sip import SipSettingsService
 from bridge.services.sms_configs import SmsConfigService
@@ -13,6 +13,10 @@ from bridge.urls import PublicUrls
 
 
 async def migrate_database(settings: Settings) -> list[int]:
+    """Bring the schema up to date; the data directory gets the embedded server, if that is
+    the database, and nothing else (no secret key, no admin token)."""
+    if not settings.database_url.get_secret_value():
+        ensure_data_dir(settings)
     async with (
         open_database(settings, min_size=1, max_size=2, attempts=1) as opened,
         opened.db.connection() as conn,

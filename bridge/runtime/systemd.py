@@ -40,19 +40,27 @@ class Notifier:
             except OSError as exc:
                 log.warning("systemd.notify_failed", state=state, error=str(exc))
 
-    def ready(self) -> None:
-        self.send("READY=1\nSTATUS=serving")
+    def ready(self, status: str = "serving") -> None:
+        self.send(f"READY=1\nSTATUS={status}")
+
+    def status(self, text: str) -> None:
+        self.send(f"STATUS={text}")
 
     def stopping(self) -> None:
         self.send("STOPPING=1\nSTATUS=stopping")
 
-    def watchdog_interval(self) -> float | None:
-        """Half of WATCHDOG_USEC, if systemd armed a watchdog for this very process."""
+    def watchdog_usec(self) -> int | None:
+        """WATCHDOG_USEC, if systemd armed a watchdog for this very process."""
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
         if not usec or not usec.isdigit() or (pid and pid != str(os.getpid())):
             return None
-        return int(usec) / 2_000_000
+        return int(usec)
+
+    def watchdog_interval(self) -> float | None:
+        """Half of WATCHDOG_USEC, in seconds: how often to pet it."""
+        usec = self.watchdog_usec()
+        return None if usec is None else usec / 2_000_000
 
     @asynccontextmanager
     async def watchdog(self) -> AsyncIterator[None]:

@@ -6,7 +6,7 @@ from bridge.crypto import SecretBox
 from bridge.db import sms_configs as repo
 from bridge.db.pool import Database
 from bridge.errors import NotFound
-from bridge.models import ConfigId, TenantId
+from bridge.models import ConfigId, CredentialsCheck, TenantId, TwilioAccount
 from bridge.twilio.client import Credentials, TwilioClient
 from bridge.twilio.credentials import rest_credentials
 
@@ -26,18 +26,18 @@ class CredentialCheck:
             raise NotFound("SMS configuration not found")
         return rest_credentials(self._box, row.id, row.account_sid, row.api_key_sid, row.secrets)
 
-    async def validate(self, tenant_id: TenantId, config_id: ConfigId) -> dict[str, object]:
+    async def validate(self, tenant_id: TenantId, config_id: ConfigId) -> CredentialsCheck:
         creds = await self.credentials(tenant_id, config_id)
         account = await self._twilio.check_credentials(creds)
         if account is None:
-            return {"ok": True, "checked_with": "messages_list", "account": None}
-        return {
-            "ok": True,
-            "checked_with": "account",
-            "account": {
-                "sid": account.sid,
-                "status": account.status,
-                "type": account.type,
-                "friendly_name": account.friendly_name,
-            },
-        }
+            return CredentialsCheck(ok=True, checked_with="messages_list", account=None)
+        return CredentialsCheck(
+            ok=True,
+            checked_with="account",
+            account=TwilioAccount(
+                sid=account.sid,
+                status=account.status,
+                type=account.type,
+                friendly_name=account.friendly_name,
+            ),
+        )

@@ -41,6 +41,7 @@ __all__ = [
     "HttpMethod",
     "IncomingNumber",
     "ListedMessage",
+    "MessageState",
     "MessagingService",
     "NumberCapabilities",
     "SentMessage",
@@ -108,6 +109,16 @@ class ListedMessage:
     body: str
     date_created: datetime | None
     error_code: int | None
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """Where a message stands now, as a fetch of its resource tells it."""
+
+    sid: str
+    status: str
+    error_code: int | None
+    error_message: str | None
 
 
 @dataclass(frozen=True)
@@ -306,6 +317,18 @@ class TwilioClient:
             "messages",
             max_pages,
             _listed,
+        )
+
+    async def fetch_message(self, creds: Credentials, sid: str) -> MessageState:
+        """One message by its SID (SM…/MM…), for its status now; safe to retry."""
+        operation = "fetch_message"
+        url = self._account_url(creds, f"/Messages/{quote(sid, safe='')}.json")
+        status, doc = await self._call(operation, "GET", url, creds)
+        return MessageState(
+            sid=_required(doc, "sid", operation, status),
+            status=_required(doc, "status", operation, status),
+            error_code=_int(doc.get("error_code")),
+            error_message=_text(doc, "error_message") or None,
         )
 
     async def list_incoming_numbers(

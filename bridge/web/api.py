@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from bridge.errors import InvalidInput
 from bridge.models import (
+    AutoSetup,
     ConfigId,
+    CredentialsCheck,
     DeliveryTarget,
     DeliveryTargetPut,
+    Diagnosis,
     Direction,
     ExplainRequest,
+    Explanation,
     Extension,
     InboundExplainRequest,
+    InboundExplanation,
     InboundRule,
     IssuedToken,
     Message,
     MessageFilter,
     MessageId,
+    MessageStatus,
     OptOut,
     OutboundExplainRequest,
+    OutboundExplanation,
     OutboundRule,
     Page,
     SendRequest,
@@ -36,6 +42,7 @@ from bridge.models import (
     SmsConfigPatch,
     Tenant,
     TenantCreate,
+    TenantDiagnosis,
     TenantId,
     TenantPatch,
     TenantToken,
@@ -46,19 +53,31 @@ from bridge.models import (
     TrunkCreate,
     TrunkId,
     TrunkPatch,
+    TwilioSetup,
+    TwilioSetupApplied,
+    TwilioSetupRequest,
 )
+from bridge.twilio.client import TwilioError
 from bridge.web.http import model_response, parse_body
 from bridge.web.keys import Services, services_of
-from bridge.web.stream import events_stream
+from bridge.web.params import Param, choice, flag, integer, text
+from bridge.web.stream import EVENT_STREAM, LAST_EVENT_ID, LAST_EVENT_ID_QUERY, events_stream
 
 PREFIX = "/api/v1"
 DIRECTIONS: dict[str, Direction] = {"inbound": "inbound", "outbound": "outbound"}
+STATUSES: dict[str, MessageStatus] = {status: status for status in get_args(MessageStatus)}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
 class ApiRoute:
-    """One operation: how it is served, who may call it, and how it is documented."""
+    """One operation: how it is served, who may call it, and how it is documented.
+
+    ``params``: the query and header parameters (bridge.web.params), which the handler reads
+    through the same objects. Path parameters come from ``PATH_PARAMS`` by name (a name not
+    there is documented as a plain string). ``response`` is a pydantic model (or a union or
+    page of them) for a JSON answer; ``media_type`` names any other answer's type.
+    ``query`` lists untyped query names; prefer ``params``."""
 
     method: str
     path: str
@@ -69,6 +88,47 @@ class ApiRoute:
     status: int = 200
     admin_only: bool = False
     query: tuple[str, ...] = ()
+    params: tuple[Param[Any], ...] = ()
+    media_type: str = "application/json"
+    description: str = ""
+
+
+def _path_id(name: str, what: str) -> Param[str]:
+    # Not checked beyond being a string: an id of any other shape names nothing (404).
+    return Param(name=name, description=what, schema={"type": "string"}, parse=str, where="path")
+
+
+INDEX = integer("index", "The media item's position, from 0", minimum=0, maximum=1000, where="path")
+PATH_PARAMS: Mapping[str, Param[Any]] = {
+    param.name: param
+    for param in (
+        _path_id("tenant_id", "The tenant's id (ten_…)"),
+        _path_id("trunk_id", "The trunk's id (trk_…)"),
+        _path_id("config_id", "The SMS configuration's id (cfg_…)"),
+        _path_id("token_id", "The tenant token's id (tok_…)"),
+        _path_id("message_id", "The message's id (msg_…)"),
+        _path_id("extension", "The extension, e.g. 101"),
+        INDEX,
+    )
+}
+CURSOR = text(
+    "cursor", "The previous page's next_cursor; empty or absent: the first page", max_length=200
+)
+LIMIT = integer("limit", "Items per page", minimum=1, maximum=500, default=100)
+PAGED = (CURSOR, LIMIT)
+IDEMPOTENCY_KEY = text(
+    "Idempotency-Key",
+    "Kept 24 h per tenant: a repeat with the same body answers 202 with the same message, "
+    "with another body 409",
+    min_length=1,
+    where="header",
+)
+MESSAGE_FILTERS = (
+    choice("direction", "Only texts in this direction", DIRECTIONS),
+    choice("status", "Only texts with this status", STATUSES),
+    text("config_id", "Only texts of this SMS configuration (cfg_…)", max_length=100),
+    text("number", "Only texts from or to this number, as stored (E.164)", max_length=40),
+)
 
 
 def services(request: web.Request) -> Services:
@@ -80,10 +140,7 @@ def tenant_id(request: web.Request) -> TenantId:
 
 
 def paging(request: web.Request) -> tuple[str | None, int]:
-    raw = request.query.get("limit", "100")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:
-        raise InvalidInput.field("limit", "must be a whole number from 1 to 500")
-    return request.query.get("cursor") or None, int(raw)
+    return CURSOR.read(request) or None, LIMIT.value(request)
 
 
 def no_content() -> web.Response:
@@ -106,6 +163,7 @@ SEND = TypeAdapter(SendRequest)
 TEST_MESSAGE = TypeAdapter(TestMessageRequest)
 EXPLAIN: TypeAdapter[InboundExplainRequest | OutboundExplainRequest] = TypeAdapter(ExplainRequest)
 SIP_PUT = TypeAdapter(SipSettingsPut)
+TWILIO_SETUP = TypeAdapter(TwilioSetupRequest)
 
 
 # --- tenants ---------------------------------------------------------------------------------
@@ -216,7 +274,20 @@ async def number_context(request: web.Request) -> dict[str, object]:
 async def create_config(request: web.Request) -> web.StreamResponse:
     context = await number_context(request)
     body = await parse_body(request, CONFIG_CREATE, context)
-    return model_response(await services(request).sms_configs.create(tenant_id(request), body), 201)
+    config = await services(request).sms_configs.create(tenant_id(request), body)
+    return model_response(await with_auto_setup(request, config), 201)
+
+
+async def with_auto_setup(request: web.Request, config: SmsConfig) -> SmsConfig:
+    """With ``auto_setup``, Twilio is pointed at the (new) webhook URL now; the configuration
+    stands whatever Twilio says, and the answer says what happened."""
+    if not config.auto_setup:
+        return config
+    try:
+        applied = await services(request).twilio_setup.apply(config.tenant_id, config.id, "all")
+    except TwilioError as exc:
+        return config.model_copy(update={"twilio_setup": AutoSetup(ok=False, error=exc.message)})
+    return config.model_copy(update={"twilio_setup": AutoSetup(ok=True, changes=applied.changes)})
 
 
 async def list_configs(request: web.Request) -> web.StreamResponse:
@@ -248,7 +319,47 @@ async def rotate_webhook(request: web.Request) -> web.StreamResponse:
     config = await services(request).sms_configs.rotate_webhook(
         tenant_id(request), config_id(request)
     )
-    return model_response(config)
+    return model_response(await with_auto_setup(request, config))
+
+
+async def get_twilio_setup(request: web.Request) -> web.StreamResponse:
+    setup = await services(request).twilio_setup.check(tenant_id(request), config_id(request))
+    return model_response(setup)
+
+
+async def post_twilio_setup(request: web.Request) -> web.StreamResponse:
+    context = await number_context(request)
+    body = await parse_body(request, TWILIO_SETUP, context)
+    applied = await services(request).twilio_setup.apply(
+        tenant_id(request), config_id(request), body.numbers
+    )
+    return model_response(applied)
+
+
+CHECK_TWILIO = flag(
+    "check_twilio", "Also read each number's setup from Twilio (design §11's twilio-setup)"
+)
+
+
+def check_twilio(request: web.Request) -> bool:
+    return CHECK_TWILIO.value(request)
+
+
+async def config_diagnosis(request: web.Request) -> web.StreamResponse:
+    tenant, config = tenant_id(request), config_id(request)
+    twilio = None
+    if check_twilio(request):
+        twilio = await services(request).twilio_setup.check(tenant, config)
+    return model_response(await services(request).diagnosis.config(tenant, config, twilio))
+
+
+async def tenant_diagnosis(request: web.Request) -> web.StreamResponse:
+    tenant = tenant_id(request)
+    twilio = None
+    if check_twilio(request):
+        setup = services(request).twilio_setup
+        twilio = [await setup.check(tenant, c) for c in await setup.config_ids(tenant)]
+    return model_response(await services(request).diagnosis.tenant(tenant, twilio))
 
 
 # --- extensions and rules --------------------------------------------------------------------
@@ -316,18 +427,12 @@ def message_id(request: web.Request) -> MessageId:
 
 async def list_messages(request: web.Request) -> web.StreamResponse:
     cursor, limit = paging(request)
-    query = request.query
-    direction: Direction | None = None
-    if "direction" in query:
-        direction = DIRECTIONS.get(query["direction"])
-        if direction is None:
-            raise InvalidInput.field("direction", "must be inbound or outbound")
-    number = query.get("number")
+    direction, status, config, number = MESSAGE_FILTERS
     filters = MessageFilter(
-        direction=direction,
-        status=query.get("status"),
-        config_id=query.get("config_id"),
-        number=number,
+        direction=direction.read(request),
+        status=status.read(request),
+        config_id=config.read(request),
+        number=number.read(request),
     )
     page = await services(request).messages.list_messages(
         tenant_id(request), filters, cursor, limit
@@ -341,11 +446,8 @@ async def get_message(request: web.Request) -> web.StreamResponse:
 
 
 async def get_media(request: web.Request) -> web.StreamResponse:
-    raw = request.match_info["index"]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > 1000:
-        raise InvalidInput.field("index", "must be a whole number from 0 to 1000")
     found = await services(request).messages.media(
-        tenant_id(request), message_id(request), int(raw)
+        tenant_id(request), message_id(request), INDEX.value(request)
     )
     return web.Response(body=found.data, headers={"Content-Type": found.content_type})
 
@@ -358,25 +460,25 @@ async def list_opt_outs(request: web.Request) -> web.StreamResponse:
 
 async def explain(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, EXPLAIN)
+    answer: InboundExplanation | OutboundExplanation
     if isinstance(body, InboundExplainRequest):
         answer = await services(request).inbound.explain(tenant_id(request), body)
     else:
         answer = await services(request).outbound.explain(tenant_id(request), body)
-    return web.json_response(answer)
+    # The keys that do not apply to this decision are left out, as the models describe.
+    return model_response(answer, exclude_unset=True)
 
 
 async def send_message(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, SEND)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise InvalidInput.field("Idempotency-Key", "must be 1-200 characters")
+    key = IDEMPOTENCY_KEY.read(request)
     message = await services(request).outbound.accept(tenant_id(request), body, key)
     return model_response(message, 202)
 
 
 async def validate_config(request: web.Request) -> web.StreamResponse:
     answer = await services(request).credentials.validate(tenant_id(request), config_id(request))
-    return web.json_response(answer)
+    return model_response(answer)
 
 
 async def test_message(request: web.Request) -> web.StreamResponse:
@@ -390,7 +492,6 @@ async def test_message(request: web.Request) -> web.StreamResponse:
 
 T = "/tenants/{tenant_id}"
 C = T + "/sms-configs/{config_id}"
-PAGED = ("cursor", "limit")
 
 # fmt: off
 # One row per operation: method, path, handler, summary, body, response, status, access.
@@ -398,7 +499,7 @@ ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("POST", "/tenants", create_tenant, "Create a tenant", TenantCreate, Tenant, 201,
              admin_only=True),
     ApiRoute("GET", "/tenants", list_tenants, "List tenants", None, Page[Tenant], admin_only=True,
-             query=PAGED),
+             params=PAGED),
     ApiRoute("GET", T, get_tenant, "Read a tenant", None, Tenant),
     ApiRoute("PATCH", T, patch_tenant, "Change a tenant", TenantPatch, Tenant),
     ApiRoute("DELETE", T, delete_tenant, "Delete a tenant and everything it owns", None, None,
@@ -414,19 +515,30 @@ ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("GET", T + "/delivery", get_delivery, "Read the delivery target (not its secret)",
              None, DeliveryTarget),
     ApiRoute("POST", T + "/trunks", create_trunk, "Create a trunk", TrunkCreate, Trunk, 201),
-    ApiRoute("GET", T + "/trunks", list_trunks, "List trunks", None, Page[Trunk], query=PAGED),
+    ApiRoute("GET", T + "/trunks", list_trunks, "List trunks", None, Page[Trunk], params=PAGED),
     ApiRoute("GET", T + "/trunks/{trunk_id}", get_trunk, "Read a trunk", None, Trunk),
     ApiRoute("PATCH", T + "/trunks/{trunk_id}", patch_trunk, "Rename a trunk", TrunkPatch, Trunk),
     ApiRoute("DELETE", T + "/trunks/{trunk_id}", delete_trunk, "Delete a trunk", None, None, 204),
     ApiRoute("POST", T + "/sms-configs", create_config, "Create an SMS configuration",
              SmsConfigCreate, SmsConfig, 201),
     ApiRoute("GET", T + "/sms-configs", list_configs, "List SMS configurations", None,
-             Page[SmsConfig], query=PAGED),
+             Page[SmsConfig], params=PAGED),
     ApiRoute("GET", C, get_config, "Read an SMS configuration", None, SmsConfig),
     ApiRoute("PATCH", C, patch_config, "Change an SMS configuration", SmsConfigPatch, SmsConfig),
     ApiRoute("DELETE", C, delete_config, "Delete an SMS configuration", None, None, 204),
     ApiRoute("POST", C + "/rotate-webhook", rotate_webhook,
              "Issue a new webhook token; the old one works for the grace period", None, SmsConfig),
+    ApiRoute("GET", C + "/twilio-setup", get_twilio_setup,
+             "Where each number's texts go, read from Twilio", None, TwilioSetup),
+    ApiRoute("POST", C + "/twilio-setup", post_twilio_setup,
+             "Point the numbers' incoming texts at this configuration's webhook URL in Twilio",
+             TwilioSetupRequest, TwilioSetupApplied),
+    ApiRoute("GET", C + "/diagnosis", config_diagnosis,
+             "Why texts don't arrive or go out, for this configuration", None, Diagnosis,
+             params=(CHECK_TWILIO,)),
+    ApiRoute("GET", T + "/diagnosis", tenant_diagnosis,
+             "Why texts don't arrive or go out, for every configuration of the tenant", None,
+             TenantDiagnosis, params=(CHECK_TWILIO,)),
     ApiRoute("PUT", T + "/extensions", put_extensions, "Replace all extensions", list[Extension],
              Page[Extension]),
     ApiRoute("GET", T + "/extensions", get_extensions, "List extensions", None, Page[Extension]),
@@ -440,12 +552,12 @@ ROUTES: tuple[ApiRoute, ...] = (
              Page[OutboundRule]),
     ApiRoute("POST", T + "/routing/explain", explain,
              "Which rule and extensions a message would get, and why", ExplainRequest,
-             dict[str, object]),
+             Explanation),
     ApiRoute("POST", T + "/messages", send_message,
              "Send a text from an extension (optional Idempotency-Key header)", SendRequest,
-             Message, 202),
+             Message, 202, params=(IDEMPOTENCY_KEY,)),
     ApiRoute("POST", C + "/validate", validate_config, "Check the credentials against Twilio",
-             None, dict[str, object]),
+             None, CredentialsCheck),
     ApiRoute("POST", C + "/test-message", test_message,
              "Send a test text from this configuration (rules not consulted)",
              TestMessageRequest, Message, 202),
@@ -461,14 +573,18 @@ ROUTES: tuple[ApiRoute, ...] = (
              "Send the extension's texts waiting for its phone now (it registered again)",
              None, SipRetried),
     ApiRoute("GET", T + "/messages", list_messages, "List messages, newest first", None,
-             Page[Message], query=(*PAGED, "direction", "status", "config_id", "number")),
+             Page[Message], params=(*PAGED, *MESSAGE_FILTERS)),
     ApiRoute("GET", T + "/messages/{message_id}", get_message,
              "Read a message with its media descriptors and status history", None, Message),
     ApiRoute("GET", T + "/messages/{message_id}/media/{index}", get_media,
-             "The stored media file, with its content type", None, None),
+             "The stored media file, with its content type", None, None,
+             media_type="application/octet-stream",
+             description="The body is the file; Content-Type is the item's own type."),
     ApiRoute("GET", T + "/opt-outs", list_opt_outs, "Remote numbers that opted out", None,
-             Page[OptOut], query=PAGED),
+             Page[OptOut], params=PAGED),
     ApiRoute("GET", T + "/events", events_stream,
-             "Server-sent events: the events sent to the delivery target, resumable", None, None),
+             "Server-sent events: the events sent to the delivery target, resumable", None, None,
+             params=(LAST_EVENT_ID, LAST_EVENT_ID_QUERY), media_type="text/event-stream",
+             description=EVENT_STREAM),
 )
 # fmt: on

@@ -126,9 +126,12 @@ async def parse_body(
         raise invalid_from(exc) from None
 
 
-def model_response(model: BaseModel, status: int = 200) -> web.Response:
+def model_response(
+    model: BaseModel, status: int = 200, *, exclude_unset: bool = False
+) -> web.Response:
+    """``exclude_unset``: for answers whose keys that do not apply are left out, not null."""
     return web.Response(
-        body=model.model_dump_json(by_alias=True),
+        body=model.model_dump_json(by_alias=True, exclude_unset=exclude_unset),
         status=status,
         content_type="application/json",
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from bridge.fake_twilio import running_fake_twilio
+from bridge.runtime.bootstrap import ADMIN_TOKEN_FILE, SECRET_KEY_FILE
 from tests import factories
 from tests.daemon import Daemon, run_cli
 
@@ -133,6 +134,19 @@ def test_migrate_command_then_serve_without_migrating(tmp_path: Path, empty_db_d
     second = run_cli("migrate", env=env)
     assert second.returncode == 0
     assert "none, already current" in second.stdout
+
+
+def test_migrate_writes_no_secret_into_the_data_directory(tmp_path: Path) -> None:
+    """On the embedded database (the README's first run): the data directory gets the
+    server, and neither a secret key nor an admin token, which only `serve` needs."""
+    data = tmp_path / "d"
+    result = run_cli("migrate", env={"BRIDGE_DATA_DIR": str(data)})
+    assert result.returncode == 0, result.stderr
+    assert "migrations applied: [1" in result.stdout
+    written = {p.name for p in data.iterdir()}
+    assert "postgres" in written
+    assert not written & {SECRET_KEY_FILE, ADMIN_TOKEN_FILE}, written
+    assert "admin_token" not in result.stdout + result.stderr
 
 
 def test_unreachable_database_is_one_clear_failure(tmp_path: Path) -> None:

@@ -105,6 +105,19 @@ async def test_reordered_callbacks_arrive_final_status_first(
     assert [r.form["MessageStatus"] for r in received] == ["delivered", "sent"]
 
 
+async def test_dropped_callbacks_never_arrive_but_the_message_moves_on(
+    api: TwilioApi, fake: FakeTwilio, sink: Sink
+) -> None:
+    fake.state.config.drop_callbacks = True
+    sid = (await api.send(StatusCallback=sink.url("/status"))).json["sid"]
+    await fake.idle()
+
+    assert (await api.fetch(sid)).json["status"] == "delivered"
+    assert fake.state.dropped_callbacks == 2
+    assert fake.state.callbacks() == []
+    assert sink.received == []
+
+
 async def test_duplicated_callbacks_repeat_token_and_signature(
     api: TwilioApi, fake: FakeTwilio, sink: Sink
 ) -> None:

@@ -21,6 +21,7 @@ from bridge.twilio.client import (
     AccountInfo,
     Credentials,
     ListedMessage,
+    MessageState,
     SentMessage,
     TwilioAmbiguous,
     TwilioClient,
@@ -509,6 +510,24 @@ async def test_list_refuses_to_follow_a_link_off_the_api_host(
     async with serve(json_app(200, page)) as base_url:
         with pytest.raises(TwilioAmbiguous):
             await TwilioClient(session, base_url).list_messages(CREDS, to=TO)
+
+
+# --- fetch ----------------------------------------------------------------------------------
+
+
+async def test_fetch_tells_where_a_message_stands_now(
+    client: TwilioClient, fake: FakeTwilio
+) -> None:
+    sent = await client.create_message(CREDS, to=TO, from_=FROM, body="hello")
+    fake.dispatcher.apply_status(fake.state.messages[sent.sid], "undelivered", 30003)
+
+    state = await client.fetch_message(CREDS, sent.sid)
+
+    assert state == MessageState(sent.sid, "undelivered", 30003, state.error_message)
+    assert state.error_message
+    with pytest.raises(TwilioRejected) as caught:
+        await client.fetch_message(CREDS, "SM" + "0" * 32)
+    assert caught.value.http_status == 404
 
 
 # --- observation and secrets ----------------------------------------------------------------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -103,6 +104,46 @@ def test_missing_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("BRIDGE_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="BRIDGE_CONFIG"):
         load_settings()
+
+
+PR_CAPBSET_DROP = 24
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+
+
+def bound_by_file_modes() -> None:
+    """In the child, before exec: root keeps its uid but loses the capabilities that let it
+    read any file, so modes stop it as they stop the service's own user."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.parametrize("locked", ["file", "directory"])
+def test_an_unreadable_config_file_is_one_line_naming_it(tmp_path: Path, locked: str) -> None:
+    # As the README's systemd install once did: root-only, the service runs as its own user.
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    config = etc / "bridge.toml"
+    config.write_text('log_level = "info"\n')
+    (config if locked == "file" else etc).chmod(0)
+    env = {"BRIDGE_CONFIG": str(config), "BRIDGE_DATA_DIR": str(tmp_path / "d")}
+    try:
+        checked = run_cli("check-config", env=env, preexec_fn=bound_by_file_modes)
+        served = run_cli("serve", env=env, preexec_fn=bound_by_file_modes)
+    finally:
+        etc.chmod(0o700)
+        config.chmod(0o600)
+    assert checked.returncode == served.returncode == 2
+    assert checked.stderr == served.stderr
+    lines = checked.stderr.strip().splitlines()
+    assert len(lines) == 1, checked.stderr
+    assert lines[0].startswith("sms-bridge: invalid configuration: config (BRIDGE_CONFIG): ")
+    assert f"{config} cannot be read by user " in lines[0]
+    assert "permission denied" in lines[0]
+    assert not (tmp_path / "d").exists()
 
 
 def test_pool_bounds_are_consistent(monkeypatch: pytest.MonkeyPatch) -> None:
