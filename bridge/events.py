@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from typing import assert_never
 
 from bridge.ids import new_id
-from bridge.models import EventId, Message
+from bridge.models import EventId, Message, conversation_channel
 
 RECEIVED = "message.received"
 STATUS = "message.status"
@@ -18,10 +19,17 @@ def new_event_id() -> EventId:
 
 
 def conversation_key(message: Message) -> str:
-    """Events of one thread (our number, their number) are delivered in order."""
+    """Events of one thread (our number, their number, its channel) are delivered in order.
+    An SMS thread keeps the key it had before WhatsApp (events queued across an upgrade keep
+    their order); a WhatsApp thread with the same person is another conversation."""
     inbound = message.direction == "inbound"
     ours, theirs = (message.to, message.from_) if inbound else (message.from_, message.to)
-    return f"{message.tenant_id}:{ours}:{theirs}"
+    channel = conversation_channel(message.channel)
+    if channel == "sms":
+        return f"{message.tenant_id}:{ours}:{theirs}"
+    if channel == "whatsapp":
+        return f"{message.tenant_id}:whatsapp:{ours}:{theirs}"
+    assert_never(channel)
 
 
 def payload(event_id: EventId, event_type: str, message: Message) -> dict[str, object]:

@@ -15,7 +15,9 @@ from bridge.models import ConfigId, SignatureCause, TenantId
 _INBOUND = """
 SELECT count(*) AS accepted, max(created_at) AS last_at,
        count(*) FILTER (WHERE status = 'unroutable') AS unroutable,
-       count(*) FILTER (WHERE NOT to_number = ANY ($4::text[])) AS unknown_number
+       -- An RCS sender id is the Messaging Service's, not a number of the configuration.
+       count(*) FILTER (WHERE NOT to_number = ANY ($4::text[]) AND channel <> 'rcs')
+           AS unknown_number
 FROM messages
 WHERE tenant_id = $1 AND id >= $2 AND config_id = $3 AND direction = 'inbound'
 """

@@ -11,6 +11,7 @@ from datetime import datetime
 from bridge.db import sip_deliveries
 from bridge.db.pool import Connection, Record
 from bridge.models import (
+    Channel,
     ConfigId,
     DeliveryState,
     EventId,
@@ -19,6 +20,7 @@ from bridge.models import (
     Message,
     MessageFilter,
     MessageId,
+    SendChannel,
     StatusChange,
     TenantId,
 )
@@ -27,34 +29,44 @@ from bridge.models.twilio_codes import describe
 COLUMNS = (
     "id, tenant_id, config_id, direction, status, from_number, to_number, body, extensions, "
     "segments, encoding, twilio_sid, error_code, error_message, routing, created_at, updated_at, "
-    "num_media"
+    "num_media, channel, content_sid, content_variables"
 )
 
 _INSERT_INBOUND = """
 INSERT INTO messages (id, tenant_id, config_id, direction, status, from_number, to_number, body,
-    extensions, segments, encoding, num_media, twilio_sid, routing, params)
+    extensions, segments, encoding, num_media, twilio_sid, routing, params, channel)
 SELECT id, tenant_id, config_id, 'inbound', status, from_number, to_number, body,
        ARRAY(SELECT jsonb_array_elements_text(extensions)), segments, encoding, num_media,
-       twilio_sid, routing, params
+       twilio_sid, routing, params, channel
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::jsonb[], $9::int[], $10::text[], $11::int[], $12::text[], $13::jsonb[],
-            $14::jsonb[])
+            $14::jsonb[], $15::text[])
      AS u(id, tenant_id, config_id, status, from_number, to_number, body, extensions, segments,
-          encoding, num_media, twilio_sid, routing, params)
+          encoding, num_media, twilio_sid, routing, params, channel)
 ON CONFLICT (config_id, twilio_sid) WHERE twilio_sid IS NOT NULL DO NOTHING
 RETURNING id, created_at
 """
 
-# Per query, the extension that last texted the remote from the DID, Twilio having taken it.
+# Per query, the extension that last texted the remote from the DID on the conversation's
+# channel, Twilio having taken it.
 _AFFINITY = """
 SELECT q.i, (SELECT m.from_extension FROM messages m
              WHERE m.tenant_id = q.tenant_id AND m.direction = 'outbound'
-               AND m.from_number = q.did AND m.to_number = q.remote
+               AND m.from_number = q.did AND m.to_number = q.remote AND m.channel = q.channel
                AND m.twilio_sid IS NOT NULL AND m.from_extension IS NOT NULL
                AND m.created_at > now() - make_interval(hours => q.hours)
              ORDER BY m.created_at DESC LIMIT 1) AS extension
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
-     WITH ORDINALITY AS q(tenant_id, did, remote, hours, i)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+     WITH ORDINALITY AS q(tenant_id, did, remote, hours, channel, i)
+"""
+
+# One probe of messages_whatsapp_window: did the remote write to the number by WhatsApp within
+# the window? (design §12)
+_WHATSAPP_WINDOW = """
+SELECT max(created_at) FROM messages
+WHERE config_id = $1 AND to_number = $2 AND from_number = $3
+  AND direction = 'inbound' AND channel = 'whatsapp'
+  AND created_at > now() - make_interval(secs => $4)
 """
 
 _GET = f"SELECT {COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2"
@@ -78,6 +90,7 @@ SELECT {COLUMNS} FROM messages
 WHERE tenant_id = $1 AND ($2::text IS NULL OR id < $2) AND ($3::text IS NULL OR direction = $3)
   AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR config_id = $5)
   AND ($6::text IS NULL OR from_number = $6 OR to_number = $6)
+  AND ($8::text IS NULL OR channel = $8)
 ORDER BY id DESC LIMIT $7
 """
 
@@ -100,6 +113,7 @@ class NewInbound:
     twilio_sid: str
     routing: dict[str, object]
     params: Sequence[tuple[str, str]]
+    channel: Channel = "sms"
 
     def as_stored(self, created_at: datetime) -> Message:
         """The message as just stored: reading it back would cost a round trip."""
@@ -109,6 +123,7 @@ class NewInbound:
             config_id=self.config_id,
             direction="inbound",
             status=self.status,
+            channel=self.channel,
             from_=self.from_number,
             to=self.to_number,
             body=self.body,
@@ -146,6 +161,7 @@ async def insert_inbound(conn: Connection, batch: Sequence[NewInbound]) -> list[
         [m.twilio_sid for m in batch],
         [json.dumps(m.routing) for m in batch],
         [json.dumps([list(p) for p in m.params]) for m in batch],
+        [m.channel for m in batch],
     )
     created: dict[str, datetime] = {row["id"]: row["created_at"] for row in rows}
     return [created.get(m.id) for m in batch]
@@ -157,6 +173,7 @@ class AffinityQuery:
     did: str
     remote: str
     hours: int
+    channel: SendChannel = "sms"
 
 
 async def affinity_extensions(
@@ -173,9 +190,20 @@ async def affinity_extensions(
         [q.did for q in wanted],
         [q.remote for q in wanted],
         [q.hours for q in wanted],
+        [q.channel for q in wanted],
     )
     found = {wanted[row["i"] - 1]: row["extension"] for row in rows}
     return [found.get(q) for q in queries]
+
+
+async def whatsapp_window_opened(
+    conn: Connection, config_id: ConfigId, number: str, remote: str, seconds: float
+) -> datetime | None:
+    """When ``remote`` last wrote to ``number`` by WhatsApp, if within ``seconds``."""
+    opened: datetime | None = await conn.fetchval(
+        _WHATSAPP_WINDOW, config_id, number, remote, seconds
+    )
+    return opened
 
 
 def message_of(row: Record, media: list[MediaItem], history: list[StatusChange] | None) -> Message:
@@ -186,9 +214,14 @@ def message_of(row: Record, media: list[MediaItem], history: list[StatusChange] 
         config_id=None if row["config_id"] is None else ConfigId(row["config_id"]),
         direction=row["direction"],
         status=row["status"],
+        channel=row["channel"],
         from_=row["from_number"],
         to=row["to_number"],
         body=row["body"],
+        content_sid=row["content_sid"],
+        content_variables=None
+        if row["content_variables"] is None
+        else json.loads(row["content_variables"]),
         extensions=list(row["extensions"]),
         segments=row["segments"],
         encoding=row["encoding"],
@@ -278,6 +311,14 @@ async def list_page(
 ) -> list[Message]:
     """Newest first; ``before`` is the cursor (the last id of the previous page)."""
     rows = await conn.fetch(
-        _LIST_PAGE, tenant_id, before, f.direction, f.status, f.config_id, f.number, limit
+        _LIST_PAGE,
+        tenant_id,
+        before,
+        f.direction,
+        f.status,
+        f.config_id,
+        f.number,
+        limit,
+        f.channel,
     )
     return await messages_of(conn, rows)

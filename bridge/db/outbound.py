@@ -12,14 +12,16 @@ from bridge.crypto import StoredSecrets
 from bridge.db.notify import OUTBOUND
 from bridge.db.pool import Connection, Record, notify
 from bridge.db.sms_configs import stored_secrets
-from bridge.models import ConfigId, MessageId, TenantId
+from bridge.models import Channel, ConfigId, MessageId, SendChannel, TenantId
 
 SendState = Literal["queued", "done", "failed"]
 
 _INSERT_MESSAGE = """
 INSERT INTO messages (id, tenant_id, config_id, direction, status, status_rank, from_number,
-    to_number, body, extensions, from_extension, segments, encoding, routing, num_media)
-VALUES ($1, $2, $3, 'outbound', 'accepted', 0, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    to_number, body, extensions, from_extension, segments, encoding, routing, num_media, channel,
+    content_sid, content_variables)
+VALUES ($1, $2, $3, 'outbound', 'accepted', 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+        $15)
 RETURNING created_at
 """
 
@@ -93,6 +95,9 @@ class NewOutbound:
     sender_key: str
     mps: float
     num_media: int = 0
+    channel: SendChannel = "sms"
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
 
 
 async def insert(conn: Connection, m: NewOutbound) -> datetime:
@@ -112,6 +117,9 @@ async def insert(conn: Connection, m: NewOutbound) -> datetime:
         m.encoding,
         json.dumps(m.routing),
         m.num_media,
+        m.channel,
+        m.content_sid,
+        None if m.content_variables is None else json.dumps(m.content_variables),
     )
     await conn.execute(_QUEUE, m.id, m.sender_key, m.config_id, m.mps)
     await notify(conn, OUTBOUND)
@@ -176,6 +184,9 @@ class SendJob:
     mps: float
     media_tokens: list[str]
     webhook_token: str
+    channel: SendChannel = "sms"
+    content_sid: str | None = None
+    content_variables: str | None = None
 
 
 # How far into a sender's queue a fetch looks for texts to other recipients: the heads of
@@ -203,7 +214,8 @@ marked AS (
     FROM picked k WHERE s.message_id = k.message_id
     RETURNING s.message_id)
 SELECT h.message_id, h.attempts, h.attempt_started_at, m.tenant_id, m.config_id, m.to_number,
-       m.from_number, m.body, m.segments, m.routing, m.created_at, c.account_sid, c.api_key_sid,
+       m.from_number, m.body, m.segments, m.routing, m.created_at, m.channel, m.content_sid,
+       m.content_variables::text AS content_variables, c.account_sid, c.api_key_sid,
        c.secrets_key_id, c.auth_token_sealed, c.api_key_secret_sealed, p.mps,
        w.token AS webhook_token,
        coalesce((SELECT array_agg(o.token ORDER BY o.position) FROM outbound_media o
@@ -230,13 +242,13 @@ _FINISH = "UPDATE sends SET state = $2, last_error = $3 WHERE message_id = $1"
 _SENT = """
 WITH locked AS (
     SELECT i.*, pg_advisory_xact_lock(hashtextextended(i.config_id || ':' || i.sid, 0))
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-         AS i(message_id, config_id, sid, from_number)),
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         AS i(message_id, config_id, sid, from_number, channel)),
 done AS (
     UPDATE sends s SET state = 'done', last_error = NULL FROM locked l
     WHERE s.message_id = l.message_id)
 UPDATE messages m SET twilio_sid = l.sid, from_number = coalesce(l.from_number, m.from_number),
-       updated_at = now()
+       channel = coalesce(l.channel, m.channel), updated_at = now()
 FROM locked l WHERE m.id = l.message_id
 """
 
@@ -295,6 +307,9 @@ def _job(row: Record) -> SendJob:
         mps=row["mps"],
         media_tokens=list(row["media_tokens"]),
         webhook_token=row["webhook_token"],
+        channel="whatsapp" if row["channel"] == "whatsapp" else "sms",
+        content_sid=row["content_sid"],
+        content_variables=row["content_variables"],
     )
 
 
@@ -319,6 +334,7 @@ class Sent:
     config_id: ConfigId
     sid: str
     from_number: str | None
+    channel: Channel | None = None
 
 
 async def sent(conn: Connection, batch: Sequence[Sent]) -> None:
@@ -329,6 +345,7 @@ async def sent(conn: Connection, batch: Sequence[Sent]) -> None:
         [t.config_id for t in batch],
         [t.sid for t in batch],
         [t.from_number for t in batch],
+        [t.channel for t in batch],
     )
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from bridge.crypto import StoredSecrets
 from bridge.db.pool import Connection, Record
-from bridge.models import ConfigId, NumberType, SmsNumber, TenantId, TrunkId
+from bridge.models import CHANNELS, ConfigId, NumberType, SendChannel, SmsNumber, TenantId, TrunkId
 
 CredentialType = Literal["auth_token", "api_key"]
 
@@ -29,7 +29,7 @@ SELECT {_CONFIG} FROM sms_configs WHERE tenant_id = $1 AND id > $2 ORDER BY id L
 """
 
 _NUMBERS_OF = """
-SELECT config_id, number, type, mms, mps FROM sms_numbers
+SELECT config_id, number, type, mms, mps, channels FROM sms_numbers
 WHERE config_id = ANY ($1::text[]) ORDER BY config_id, position
 """
 
@@ -56,8 +56,8 @@ WHERE id = $1
 _DELETE_NUMBERS = "DELETE FROM sms_numbers WHERE config_id = $1"
 
 _INSERT_NUMBER = """
-INSERT INTO sms_numbers (number, config_id, tenant_id, position, type, mms, mps)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO sms_numbers (number, config_id, tenant_id, position, type, mms, mps, channels)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
 _NUMBERS_TAKEN = """
@@ -114,7 +114,8 @@ WHERE n.number = $1 AND c.tenant_id = $2
 _SENDING_CONFIGS = """
 SELECT c.id, c.trunk_id, c.enabled, c.sender_id, c.messaging_service_sid, c.allowed_countries,
        coalesce((SELECT json_agg(json_build_object('number', n.number, 'type', n.type,
-                                                   'mps', n.mps) ORDER BY n.position)
+                                                   'mps', n.mps, 'channels', n.channels)
+                                 ORDER BY n.position)
                  FROM sms_numbers n WHERE n.config_id = c.id), '[]') AS numbers
 FROM sms_configs c
 """
@@ -135,6 +136,10 @@ def stored_secrets(row: Record) -> StoredSecrets:
 
 def credential_type(value: str) -> CredentialType:
     return "api_key" if value == "api_key" else "auth_token"
+
+
+def _channels(values: Sequence[str]) -> list[SendChannel]:
+    return [c for c in (CHANNELS.get(v) for v in values) if c == "sms" or c == "whatsapp"]
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ class SendingNumber:
     number: str
     type: NumberType
     mps: float | None
+    channels: frozenset[SendChannel] = frozenset({"sms"})
 
 
 @dataclass(frozen=True)
@@ -232,7 +238,11 @@ async def _assemble(conn: Connection, rows: Sequence[Record]) -> list[ConfigRow]
     for n in await conn.fetch(_NUMBERS_OF, ids):
         numbers[n["config_id"]].append(
             SmsNumber.model_construct(
-                number=n["number"], type=n["type"], mms=n["mms"], mps=n["mps"]
+                number=n["number"],
+                type=n["type"],
+                mms=n["mms"],
+                mps=n["mps"],
+                channels=_channels(n["channels"]),
             )
         )
     current: dict[str, str] = {}
@@ -327,7 +337,10 @@ async def replace_numbers(
     await conn.execute(_DELETE_NUMBERS, config_id)
     await conn.executemany(
         _INSERT_NUMBER,
-        [(n.number, config_id, tenant_id, i, n.type, n.mms, n.mps) for i, n in enumerate(numbers)],
+        [
+            (n.number, config_id, tenant_id, i, n.type, n.mms, n.mps, list(n.channels))
+            for i, n in enumerate(numbers)
+        ],
     )
 
 
@@ -404,7 +417,9 @@ async def webhook_config_for_number(
 
 def _sending(r: Record) -> SendingConfig:
     numbers = {
-        n["number"]: SendingNumber(n["number"], n["type"], n["mps"])
+        n["number"]: SendingNumber(
+            n["number"], n["type"], n["mps"], frozenset(_channels(n["channels"]))
+        )
         for n in json.loads(r["numbers"])
     }
     return SendingConfig(

@@ -10,7 +10,15 @@ from bridge.db import events, sip_deliveries
 from bridge.db.messages import COLUMNS, messages_of
 from bridge.db.pool import Connection
 from bridge.events import STATUS
-from bridge.models import STATUS_RANK, ConfigId, Message, MessageId, OutboundStatus, TenantId
+from bridge.models import (
+    STATUS_RANK,
+    Channel,
+    ConfigId,
+    Message,
+    MessageId,
+    OutboundStatus,
+    TenantId,
+)
 from bridge.models.twilio_codes import describe
 
 _LOCK_SID = "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))"
@@ -26,28 +34,29 @@ FOR UPDATE
 # can tell the PBX without reading them again.
 _ADVANCE = f"""
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[])
-        WITH ORDINALITY AS i(message_id, status, rank, error_code, error_message, ord)),
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[])
+        WITH ORDINALITY AS i(message_id, status, rank, error_code, error_message, channel, ord)),
 history AS (
     INSERT INTO message_status_history (message_id, status, error_code)
     SELECT message_id, status, error_code FROM input ORDER BY ord)
 UPDATE messages m SET status = i.status, status_rank = i.rank,
        error_code = coalesce(i.error_code, m.error_code),
-       error_message = coalesce(i.error_message, m.error_message), updated_at = now()
+       error_message = coalesce(i.error_message, m.error_message),
+       channel = coalesce(i.channel, m.channel), updated_at = now()
 FROM input i
 WHERE m.id = i.message_id AND m.status_rank < i.rank
 RETURNING {", ".join("m." + c.strip() for c in COLUMNS.split(","))}
 """
 
 _KEEP_EARLY = """
-INSERT INTO early_status_callbacks (config_id, twilio_sid, status, error_code)
-VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
+INSERT INTO early_status_callbacks (config_id, twilio_sid, status, error_code, channel)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
 """
 
 _TAKE_EARLY = """
 DELETE FROM early_status_callbacks e USING unnest($1::text[], $2::text[]) AS k(c, s)
 WHERE e.config_id = k.c AND e.twilio_sid = k.s
-RETURNING e.config_id, e.twilio_sid, e.status, e.error_code, e.received_at
+RETURNING e.config_id, e.twilio_sid, e.status, e.error_code, e.channel, e.received_at
 """
 
 
@@ -59,6 +68,8 @@ class StatusMove:
     status: OutboundStatus
     error_code: int | None = None
     error_message: str | None = None
+    # Set when Twilio reports it delivered the text by RCS (a Messaging Service's choice).
+    channel: Channel | None = None
 
 
 async def advance(conn: Connection, moves: Sequence[StatusMove]) -> list[Message]:
@@ -74,6 +85,7 @@ async def advance(conn: Connection, moves: Sequence[StatusMove]) -> list[Message
         [STATUS_RANK[m.status] for m in moves],
         [m.error_code for m in moves],
         [_error_text(m) for m in moves],
+        [m.channel for m in moves],
     )
     moved = await messages_of(conn, rows)
     await events.insert_many(
@@ -136,18 +148,26 @@ async def keep_early(
     twilio_sid: str,
     status: OutboundStatus,
     error_code: int | None,
+    channel: Channel | None = None,
 ) -> None:
-    await conn.execute(_KEEP_EARLY, config_id, twilio_sid, status, error_code)
+    await conn.execute(_KEEP_EARLY, config_id, twilio_sid, status, error_code, channel)
+
+
+@dataclass(frozen=True)
+class EarlyCallback:
+    status: OutboundStatus
+    error_code: int | None
+    channel: Channel | None
 
 
 async def take_early(
     conn: Connection, keys: Sequence[tuple[ConfigId, str]]
-) -> dict[tuple[str, str], list[tuple[OutboundStatus, int | None]]]:
+) -> dict[tuple[str, str], list[EarlyCallback]]:
     """The early callbacks kept for each (configuration, sid), oldest first, now removed."""
     rows = await conn.fetch(_TAKE_EARLY, [c for c, _ in keys], [sid for _, sid in keys])
-    found: dict[tuple[str, str], list[tuple[OutboundStatus, int | None]]] = {}
+    found: dict[tuple[str, str], list[EarlyCallback]] = {}
     for r in sorted(rows, key=lambda r: r["received_at"]):
         found.setdefault((r["config_id"], r["twilio_sid"]), []).append(
-            (r["status"], r["error_code"])
+            EarlyCallback(r["status"], r["error_code"], r["channel"])
         )
     return found

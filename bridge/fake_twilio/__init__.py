@@ -56,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="E164",
         help="provision this phone number on the account (repeatable; SmsUrl left empty)",
     )
+    parser.add_argument(
+        "--whatsapp-sender",
+        action="append",
+        default=[],
+        metavar="E164",
+        help="register this number as a WhatsApp sender of the account (repeatable)",
+    )
     parser.add_argument("--api-key-sid", help="also register this API key (SK + 32 hex)")
     parser.add_argument("--api-key-secret", help="secret of --api-key-sid")
     parser.add_argument(
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.api_key_sid) != bool(args.api_key_secret):
         print("fake-twilio: --api-key-sid and --api-key-secret go together", file=sys.stderr)
         return 2
-    invalid = [n for n in args.number if not E164.fullmatch(n)]
+    invalid = [n for n in [*args.number, *args.whatsapp_sender] if not E164.fullmatch(n)]
     if invalid or len(set(args.number)) != len(args.number):
         shown = ", ".join(invalid) or "a number given twice"
         print(f"fake-twilio: --number takes distinct E.164 numbers ({shown})", file=sys.stderr)
@@ -111,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, config: FakeConfig) -> None:
     async with running_fake_twilio(config, host=args.host, port=args.port) as fake:
-        account = fake.add_account(args.account_sid, args.auth_token, numbers=args.number)
+        account = fake.add_account(
+            args.account_sid,
+            args.auth_token,
+            numbers=args.number,
+            whatsapp_senders=args.whatsapp_sender,
+        )
         if args.api_key_sid:
             fake.state.add_key(
                 account.sid,

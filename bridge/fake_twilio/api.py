@@ -29,6 +29,8 @@ from .magic import (
     SLOW_TO,
     TOO_MANY_REQUESTS,
     UNAVAILABLE,
+    WHATSAPP_WINDOW_CLOSED,
+    Outcome,
     error_response,
     not_found,
     rejection_response,
@@ -36,8 +38,8 @@ from .magic import (
 )
 from .records import ApiRequestRecord, utcnow
 from .segments import count_segments
-from .state import Credential, FakeState, Media, Message
-from .validation import Problem, validate_create
+from .state import Account, Credential, FakeState, Media, Message
+from .validation import CreateRequest, Problem, channel_of, validate_create
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,7 @@ async def create_message(request: web.Request) -> web.Response:
         )
     sid = new_sid("MM" if checked.media_urls else "SM")
     now = utcnow()
+    channel = channel_of(checked.to)
     message = Message(
         sid=sid,
         account_sid=account.sid,
@@ -214,11 +217,18 @@ async def create_message(request: web.Request) -> web.Response:
         to=checked.to,
         from_=checked.from_,
         body=checked.body,
-        # With a Messaging Service and no From, no sender is chosen yet, hence 0 segments.
-        num_segments=0 if checked.from_ is None else count_segments(checked.body),
+        # With a Messaging Service and no From, no sender is chosen yet, hence 0 segments;
+        # other channels than SMS carry a message whole.
+        num_segments=0
+        if checked.from_ is None
+        else 1
+        if channel is not None
+        else count_segments(checked.body),
         seq=state.next_seq(),
         messaging_service_sid=checked.messaging_service_sid,
         status_callback=checked.status_callback,
+        content_sid=checked.content_sid,
+        content_variables=checked.content_variables,
         media=[
             Media(new_sid("ME"), account.sid, sid, _guess_type(url), source_url=url)
             for url in checked.media_urls
@@ -230,7 +240,7 @@ async def create_message(request: web.Request) -> web.Response:
     )
     state.add_message(message)
     request[RECORD].message_sid = sid
-    request.app[DISPATCHER_KEY].start_outbound(message, OUTCOME_BY_TO.get(checked.to, DELIVERED))
+    request.app[DISPATCHER_KEY].start_outbound(message, _outcome(state, account, checked))
     if rejection is not None:
         return rejection_response(
             rejection, checked.to, checked.from_ or "", state.config.retry_after
@@ -366,6 +376,16 @@ def _media(request: web.Request) -> Media | None:
     if message is None:
         return None
     return next((m for m in message.media if m.sid == request.match_info["Sid"]), None)
+
+
+def _outcome(state: FakeState, account: Account, checked: CreateRequest) -> Outcome:
+    """How the message ends: by its magic `To`; a free-form WhatsApp message outside the
+    user's 24-hour window is accepted, then fails with 63016 (a template passes)."""
+    to = checked.to
+    free_form = channel_of(to) == "whatsapp" and checked.content_sid is None
+    if free_form and not state.whatsapp_window_open(account.sid, checked.from_ or "", to):
+        return WHATSAPP_WINDOW_CLOSED
+    return OUTCOME_BY_TO.get(to.partition(":")[2] if channel_of(to) else to, DELIVERED)
 
 
 def _guess_type(url: str) -> str:

@@ -68,11 +68,23 @@ class FakeTwilio:
         *,
         numbers: Iterable[str] = (),
         friendly_name: str = "Fake account",
+        whatsapp_senders: Iterable[str] = (),
     ) -> Account:
         """Register an account (SID/token generated when omitted)."""
         return self.state.add_account(
-            sid, auth_token, numbers=list(numbers), friendly_name=friendly_name
+            sid,
+            auth_token,
+            numbers=list(numbers),
+            friendly_name=friendly_name,
+            whatsapp_senders=list(whatsapp_senders),
         )
+
+    def add_whatsapp_sender(self, account_sid: str, number: str) -> None:
+        """Register an E.164 number of the account as a WhatsApp sender."""
+        senders = self.state.accounts[account_sid].whatsapp_senders
+        if number not in senders:
+            senders.append(number)
+        self.state.notify()
 
     def add_key(self, account_sid: str, kind: KeyType = "standard") -> ApiKey:
         """Register an API key of `kind` for an account."""
@@ -110,14 +122,17 @@ class FakeTwilio:
         inbound_request_url: str | None = None,
         use_inbound_webhook_on_number: bool = False,
         friendly_name: str = "Fake Messaging Service",
+        rcs_sender: str | None = None,
     ) -> MessagingService:
-        """Create a Messaging Service (MG…) owning `numbers` (E.164, provisioned if new)."""
+        """Create a Messaging Service (MG…) owning `numbers` (E.164, provisioned if new); with
+        `rcs_sender` it sends RCS first to phone numbers."""
         service = self.state.directory.add_service(
             account_sid,
             numbers=numbers,
             inbound_request_url=inbound_request_url,
             use_inbound_webhook_on_number=use_inbound_webhook_on_number,
             friendly_name=friendly_name,
+            rcs_sender=rcs_sender,
         )
         self.state.notify()
         return service

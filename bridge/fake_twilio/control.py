@@ -64,6 +64,7 @@ def account_json(account: Account) -> dict[str, JSONValue]:
         "friendly_name": account.friendly_name,
         "status": account.status,
         "numbers": list(account.numbers),
+        "whatsapp_senders": list(account.whatsapp_senders),
     }
 
 
@@ -82,13 +83,15 @@ def service_json(
 ) -> dict[str, JSONValue]:
     """The Messaging Service resource plus its numbers."""
     numbers: list[JSONValue] = [n.phone_number for n in state.directory.service_numbers(service)]
-    return {**service.resource(base_url), "numbers": numbers}
+    return {**service.resource(base_url), "numbers": numbers, "rcs_sender": service.rcs_sender}
 
 
 def message_json(message: Message) -> dict[str, JSONValue]:
     """The message resource plus what only the fake knows (callback URL, raw params, media)."""
     document = message.resource()
     document["status_callback"] = message.status_callback
+    document["content_sid"] = message.content_sid
+    document["content_variables"] = message.content_variables
     document["params"] = [[k, v] for k, v in message.params]
     document["media"] = [
         {
@@ -181,6 +184,7 @@ async def post_account(request: web.Request) -> web.Response:
         friendly_name=spec.friendly_name,
         numbers=spec.numbers,
         status=spec.status,
+        whatsapp_senders=spec.whatsapp_senders,
     )
     return web.json_response(account_json(account), status=201)
 
@@ -268,6 +272,7 @@ async def post_service(request: web.Request) -> web.Response:
             status_callback=spec.status_callback,
             use_inbound_webhook_on_number=spec.use_inbound_webhook_on_number,
             numbers=spec.numbers,
+            rcs_sender=spec.rcs_sender,
         )
     except KeyError as exc:
         return _problem(404, f"unknown number {exc.args[0]}")

@@ -34,8 +34,12 @@ Asynchronous outcomes (create answers 201; status callbacks then report):
     +15005553005  sent → undelivered, ErrorCode 30005 (unknown handset)
     +15005553007  sent → undelivered, ErrorCode 30007 (carrier filtered)
     +15005552161  failed, ErrorCode 21610 (opted out, detected late)
-    anything else sent → delivered
+    anything else sent → delivered (→ read, on WhatsApp and RCS)
     ============  =================================================
+
+The same numbers work behind `whatsapp:`. A WhatsApp message without ContentSid, to a user who
+has not written to that sender within `whatsapp_window_seconds`, is created and then fails with
+ErrorCode 63016.
 """
 
 from __future__ import annotations
@@ -134,6 +138,8 @@ OUTCOME_BY_TO: Mapping[str, Outcome] = MappingProxyType(
 )
 
 DELIVERED = Outcome("delivered")
+# A free-form WhatsApp message outside the user's 24-hour window (no ContentSid).
+WHATSAPP_WINDOW_CLOSED = Outcome("failed", 63016)
 
 ERROR_MESSAGES: Mapping[int, str] = MappingProxyType(
     {
@@ -144,6 +150,8 @@ ERROR_MESSAGES: Mapping[int, str] = MappingProxyType(
         30003: "Unreachable destination handset",
         30005: "Unknown destination handset",
         30007: "Carrier violation",
+        63016: "Failed to send freeform message because you are outside the allowed window. "
+        "If you are using WhatsApp, please use a Message Template.",
     }
 )
 

@@ -26,6 +26,9 @@ class AccountSpec(_Body):
     friendly_name: str = "Fake account"
     numbers: list[str] = Field(default_factory=list)
     status: AccountStatus = "active"
+    whatsapp_senders: list[Annotated[str, Field(pattern=E164_PATTERN)]] = Field(
+        default_factory=list
+    )
 
 
 class KeySpec(_Body):
@@ -78,6 +81,7 @@ class ServiceSpec(_Body):
     status_callback: str | None = None
     use_inbound_webhook_on_number: bool = False
     numbers: list[NumberRef] = Field(default_factory=list)
+    rcs_sender: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 class ConfigPatch(_Body):
@@ -94,6 +98,8 @@ class ConfigPatch(_Body):
     media_auth: bool | None = None
     public_base_url: str | None = None
     webhook_timeout: float | None = Field(default=None, gt=0)
+    whatsapp_window_seconds: float | None = Field(default=None, ge=0)
+    read_receipts: bool | None = None
 
 
 class NextFaults(_Body):
@@ -153,6 +159,7 @@ class InboundSpec(_Body):
     signature: Literal["valid", "invalid", "missing"] = "valid"
     sign_url: str | None = None
     fallback_url: str | None = None
+    profile_name: str = Field(default="WhatsApp user", description="WhatsApp's ProfileName")
 
 
 class CallbackSpec(_Body):

@@ -167,6 +167,8 @@ class MessagingService:
     validity_period: int = 36000
     synchronous_validation: bool = True
     usecase: str = "undeclared"
+    # An RCS sender (its id, without `rcs:`): Twilio then sends RCS first to phone numbers.
+    rcs_sender: str | None = None
     created: datetime = field(default_factory=utcnow)
     updated: datetime = field(default_factory=utcnow)
 
@@ -290,6 +292,7 @@ class NumberDirectory:
         status_callback: str | None = None,
         use_inbound_webhook_on_number: bool = False,
         numbers: Iterable[str] = (),
+        rcs_sender: str | None = None,
     ) -> MessagingService:
         """Create a Messaging Service with `numbers` (E.164 or PN SIDs) in its sender pool.
 
@@ -309,6 +312,7 @@ class NumberDirectory:
             fallback_method=fallback_method,
             status_callback=status_callback,
             use_inbound_webhook_on_number=use_inbound_webhook_on_number,
+            rcs_sender=rcs_sender,
         )
         if service.sid in self.services:
             raise ValueError(f"{service.sid} already exists")

@@ -6,6 +6,7 @@ from .formats import API_VERSION, country_of
 from .models import InboundSpec
 from .records import Pairs, utcnow
 from .state import Message
+from .validation import channel_of
 
 
 def status_params(message: Message, status: str, error_code: int | None) -> Pairs:
@@ -24,8 +25,19 @@ def status_params(message: Message, status: str, error_code: int | None) -> Pair
         params.insert(5, ("MessagingServiceSid", message.messaging_service_sid))
     if status in ("failed", "undelivered") and error_code is not None:
         params.insert(0, ("ErrorCode", str(error_code)))
-    if status in ("delivered", "undelivered"):
-        params.append(("RawDlrDoneDate", utcnow().strftime("%y%m%d%H%M")))
+    channel = channel_of(message.to)
+    if channel is None:
+        if status in ("delivered", "undelivered"):
+            params.append(("RawDlrDoneDate", utcnow().strftime("%y%m%d%H%M")))
+        return params
+    # WhatsApp and RCS callbacks name their channel; a read receipt says so (twilio.md §5).
+    params.append(("ChannelPrefix", channel))
+    params.append(("ChannelInstallSid", "XE" + message.account_sid[2:]))
+    params.append(("ChannelToAddress", message.to.partition(":")[2]))
+    if status == "read":
+        params.append(("EventType", "READ"))
+    if status in ("failed", "undelivered") and message.error_message:
+        params.append(("ChannelStatusMessage", message.error_message))
     return params
 
 
@@ -59,6 +71,9 @@ def inbound_params(message: Message, spec: InboundSpec, base_url: str) -> Pairs:
     for index, media in enumerate(message.media):
         present.append((f"MediaContentType{index}", media.content_type))
         present.append((f"MediaUrl{index}", base_url.rstrip("/") + media.uri))
+    if channel_of(from_) == "whatsapp":
+        present.append(("ProfileName", spec.profile_name))
+        present.append(("WaId", from_.partition(":")[2].lstrip("+")))
     if spec.opt_out_type:
         present.append(("OptOutType", spec.opt_out_type))
     present.extend(spec.extra_params.items())

@@ -61,6 +61,11 @@ class FakeConfig:
     media_auth: bool = True
     public_base_url: str | None = None
     webhook_timeout: float = 15.0
+    # WhatsApp's customer-service window: free-form messages only this long after the user's
+    # last message to the sender (0 closes every window).
+    whatsapp_window_seconds: float = 24 * 3600.0
+    # WhatsApp and RCS report `read` after `delivered`.
+    read_receipts: bool = True
 
 
 @dataclass
@@ -72,6 +77,8 @@ class Account:
     friendly_name: str = "Fake account"
     status: AccountStatus = "active"
     numbers: list[str] = field(default_factory=list)
+    # E.164 numbers registered as WhatsApp senders (From `whatsapp:+…` must be one of them).
+    whatsapp_senders: list[str] = field(default_factory=list)
     created: datetime = field(default_factory=utcnow)
 
     def resource(self) -> dict[str, JSONValue]:
@@ -160,6 +167,8 @@ class Message:
     seq: int
     messaging_service_sid: str | None = None
     status_callback: str | None = None
+    content_sid: str | None = None
+    content_variables: str | None = None
     media: list[Media] = field(default_factory=list)
     params: Pairs = field(default_factory=list)
     created: datetime = field(default_factory=utcnow)
@@ -231,6 +240,7 @@ class FakeState:
         friendly_name: str = "Fake account",
         numbers: list[str] | None = None,
         status: AccountStatus = "active",
+        whatsapp_senders: list[str] | None = None,
     ) -> Account:
         """Register (or replace) an account; SID and token are generated when not given.
 
@@ -242,6 +252,7 @@ class FakeState:
             auth_token=auth_token or secrets.token_hex(16),
             friendly_name=friendly_name,
             status=status,
+            whatsapp_senders=list(dict.fromkeys(whatsapp_senders or [])),
         )
         self.directory.forget_account(account.sid)
         self.accounts[account.sid] = account
@@ -291,6 +302,19 @@ class FakeState:
         if _same(key.secret, password):
             return Credential(key.kind, username, key.account_sid)
         return None
+
+    def whatsapp_window_open(self, account_sid: str, sender: str, user: str) -> bool:
+        """Whether `user` wrote to `sender` (both `whatsapp:+…`) within the window."""
+        window = self.config.whatsapp_window_seconds
+        now = utcnow()
+        return any(
+            m.account_sid == account_sid
+            and m.direction == "inbound"
+            and m.from_ == user
+            and m.to == sender
+            and (now - m.created).total_seconds() < window
+            for m in self.messages.values()
+        )
 
     def next_seq(self) -> int:
         """Monotonic creation order, finer than the one-second dates."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,6 +24,9 @@ _ALPHA_SENDER = re.compile(r"[A-Za-z0-9 ]{1,11}")
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _CHANNELS = ("whatsapp", "messenger", "rcs")
+# The OpenAPI file's ContentSid pattern; an RCS sender id (`rcs:acme_agent`) is no number.
+_CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+_RCS_SENDER_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ class CreateRequest:
     body: str
     media_urls: tuple[str, ...]
     status_callback: str | None
+    content_sid: str | None = None
+    content_variables: str | None = None
+
+
+def channel_of(address: str | None) -> str | None:
+    """`whatsapp`, `rcs`, … for a channel address; None for a phone number or sender ID."""
+    prefix, sep, _ = (address or "").partition(":")
+    return prefix if sep and prefix in _CHANNELS else None
 
 
 def normalize_phone(raw: str) -> str | None:
@@ -68,6 +80,8 @@ def sender_kind(from_: str) -> str | None:
     """Classify a From value: 'phone', 'short_code', 'alpha', 'channel', or None if invalid."""
     prefix, sep, rest = from_.partition(":")
     if sep and prefix in _CHANNELS:
+        if prefix == "rcs" and _RCS_SENDER_ID.fullmatch(rest) and not rest.startswith("+"):
+            return "channel"
         return "channel" if normalize_phone(rest) else None
     if from_.startswith("+"):
         return "phone" if normalize_phone(from_) else None
@@ -115,7 +129,11 @@ def validate_create(params: MultiMapping[str], account: Account) -> CreateReques
         return Problem(21701, f"The Messaging Service Sid {service} is invalid.")
     body = params.get("Body", "")
     media_urls = tuple(url.strip() for url in params.getall("MediaUrl", []) if url.strip())
-    if not body and not media_urls and not params.get("ContentSid"):
+    content = _check_content(params)
+    if isinstance(content, Problem):
+        return content
+    content_sid, content_variables = content
+    if not body and not media_urls and content_sid is None:
         return Problem(21602, "Message body is required.")
     if len(body) > MAX_BODY:
         return Problem(21617, "The concatenated message body exceeds the 1600 character limit.")
@@ -132,14 +150,41 @@ def validate_create(params: MultiMapping[str], account: Account) -> CreateReques
     from_ = _check_sender(raw_from, to, account) if raw_from else None
     if isinstance(from_, Problem):
         return from_
-    return CreateRequest(to, from_, service, body, media_urls, callback)
+    return CreateRequest(
+        to, from_, service, body, media_urls, callback, content_sid, content_variables
+    )
+
+
+def _check_content(params: MultiMapping[str]) -> tuple[str | None, str | None] | Problem:
+    """ContentSid as the OpenAPI file has it (`^HX` + 32 hex), and ContentVariables: a JSON
+    object of texts, only with a ContentSid."""
+    content_sid = params.get("ContentSid", "").strip() or None
+    variables = params.get("ContentVariables")
+    if content_sid is not None and not _CONTENT_SID.fullmatch(content_sid):
+        return Problem(21655, f"The ContentSid {content_sid} is Invalid")
+    if variables is None:
+        return content_sid, None
+    if content_sid is None:
+        return Problem(21654, "A ContentSid must be specified if ContentVariables are provided.")
+    try:
+        parsed = json.loads(variables)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
+        return Problem(21656, "The ContentVariables Parameter is invalid")
+    return content_sid, variables
 
 
 def _check_sender(raw_from: str, to: str, account: Account) -> str | Problem:
     kind = sender_kind(raw_from)
     if kind is None:
         return Problem(21212, f"The 'From' number {raw_from} is not a valid phone number.")
-    from_ = (normalize_phone(raw_from) or raw_from) if kind == "phone" else raw_from
+    if kind == "phone":
+        from_ = normalize_phone(raw_from) or raw_from
+    elif kind == "channel":
+        from_ = normalize_to(raw_from) or raw_from
+    else:
+        from_ = raw_from
     if kind == "alpha" and to.startswith("+1"):
         # Alphanumeric sender IDs are not supported towards the US and Canada.
         return Problem(
@@ -153,6 +198,12 @@ def _check_sender(raw_from: str, to: str, account: Account) -> str | Problem:
             f"The From phone number {from_} is not a valid, SMS-capable inbound phone number "
             "or short code for your account.",
         )
+    if channel_of(from_) != channel_of(to):
+        return Problem(
+            21910, f"From ({from_}) and To ({to}) addresses should be of the same channel"
+        )
+    if channel_of(from_) == "whatsapp" and from_.partition(":")[2] not in account.whatsapp_senders:
+        return Problem(63007, "Twilio could not find a Channel with the specified From address")
     return from_
 
 

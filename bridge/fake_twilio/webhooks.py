@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +22,7 @@ from .payloads import inbound_params, status_params
 from .records import MediaFetchRecord, WebhookRecord, utcnow
 from .segments import count_segments
 from .state import Account, FakeState, Media, Message, MessageStatus
+from .validation import channel_of
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class Dispatcher:
         steps: list[MessageStatus] = ["queued"] if message.status == "accepted" else []
         steps.extend(outcome.steps)
         held: list[MessageStatus] = []
-        for status in steps:
+        for status in self._with_read(message, steps):
             await asyncio.sleep(self.state.config.callback_delay)
             self.apply_status(message, status, outcome.error_code)
             if message.status_callback is None:
@@ -148,15 +149,28 @@ class Dispatcher:
         for status in reversed(held):
             await self.send_status(message, status, outcome.error_code)
 
+    def _with_read(self, message: Message, steps: list[MessageStatus]) -> Iterator[MessageStatus]:
+        """The steps, then `read` once a WhatsApp or RCS message was delivered (its channel
+        is known only once a Messaging Service chose its sender, at the first step)."""
+        yield from steps
+        delivered = bool(steps) and steps[-1] == "delivered"
+        if delivered and self.state.config.read_receipts and channel_of(message.to) is not None:
+            yield "read"
+
     def apply_status(self, message: Message, status: MessageStatus, error_code: int | None) -> None:
         """Move the message resource to `status`, filling what Twilio fills at that point."""
         now = utcnow()
         message.status = status
         message.updated = now
         if message.from_ is None:
-            message.from_ = self._pool_sender(message)
+            rcs = self._rcs_sender(message)
+            if rcs is not None and channel_of(message.to) is None:
+                # Twilio sends RCS first when the service has an RCS sender (twilio.md §12).
+                message.from_, message.to = f"rcs:{rcs}", f"rcs:{message.to}"
+            else:
+                message.from_ = self._pool_sender(message)
         if message.num_segments == 0:
-            message.num_segments = count_segments(message.body)
+            message.num_segments = 1 if channel_of(message.to) else count_segments(message.body)
         if status == "sent":
             message.date_sent = now
         if status in ("sent", "delivered", "undelivered") and message.price is None:
@@ -166,6 +180,11 @@ class Dispatcher:
             message.error_code = error_code
             message.error_message = ERROR_MESSAGES.get(error_code or 0, "Unknown error")
         self.state.notify()
+
+    def _rcs_sender(self, message: Message) -> str | None:
+        directory = self.state.directory
+        service = directory.find_service(message.account_sid, message.messaging_service_sid or "")
+        return None if service is None else service.rcs_sender
 
     def _pool_sender(self, message: Message) -> str:
         # Twilio picks the sender from the Messaging Service's pool when it knows the service.
@@ -236,7 +255,8 @@ class Dispatcher:
                 source="request",
             )
         directory = self.state.directory
-        number = directory.number_for(spec.to, spec.account_sid)
+        # A WhatsApp sender is the number itself: `whatsapp:+1…` arrives where `+1…` does.
+        number = directory.number_for(spec.to.removeprefix("whatsapp:"), spec.account_sid)
         account = None if number is None else self.state.accounts.get(number.account_sid)
         if number is None or account is None:
             raise LookupError(f"{spec.to} is not a provisioned number; give a url")
@@ -281,7 +301,7 @@ class Dispatcher:
             to=spec.to,
             from_=spec.from_,
             body=spec.body,
-            num_segments=count_segments(spec.body),
+            num_segments=1 if channel_of(spec.to) else count_segments(spec.body),
             seq=self.state.next_seq(),
             messaging_service_sid=route.messaging_service_sid,
             date_sent=utcnow(),

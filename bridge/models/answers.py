@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.models.values import ConfigId, TrunkId
+from bridge.models.values import ConfigId, SendChannel, TrunkId
 
 # The same values as bridge.routing's InboundReason and SenderKind (models import nothing from
 # routing; mypy checks that what the services put here fits).
@@ -72,6 +72,7 @@ class OutboundExplanation(BaseModel):
     sender: str | None = Field(
         default=None, description="The DID, alphanumeric sender or messaging service SID"
     )
+    channel: SendChannel | None = Field(default=None, description="sms or whatsapp")
     explanation: list[str] = Field(description="The reasons, one sentence each")
 
 

@@ -15,10 +15,12 @@ from pydantic import (
 
 from bridge.models.values import (
     ApiModel,
+    Channel,
     ConfigId,
     EventId,
     ExtensionName,
     MessageId,
+    SendChannel,
     TenantId,
     implied_tag,
 )
@@ -108,9 +110,20 @@ class Message(BaseModel):
     config_id: ConfigId | None
     direction: Direction
     status: MessageStatus
+    channel: Channel = Field(
+        default="sms",
+        description="How it travelled: sms, whatsapp, or rcs (a Messaging Service's RCS sender "
+        "delivered it); from and to are shown without Twilio's whatsapp: or rcs: prefix",
+    )
     from_: str = Field(alias="from")
     to: str
     body: str
+    content_sid: str | None = Field(
+        default=None, description="The approved WhatsApp template (HX…) sent instead of a body"
+    )
+    content_variables: dict[str, str] | None = Field(
+        default=None, description="The template's variables"
+    )
     extensions: list[str]
     segments: int
     encoding: str
@@ -138,11 +151,15 @@ class MessageFilter:
     status: str | None = None
     config_id: str | None = None
     number: str | None = None
+    channel: Channel | None = None
 
 
 class OptOut(BaseModel):
     config_id: ConfigId
     number: str
+    channel: SendChannel = Field(
+        default="sms", description="Opt-outs are per channel: a WhatsApp STOP stops WhatsApp"
+    )
     keyword: str
     opted_out_at: datetime
 
@@ -158,8 +175,11 @@ class InboundExplainRequest(ApiModel):
 class OutboundExplainRequest(ApiModel):
     direction: Literal["outbound"] = "outbound"
     from_extension: ExtensionName
-    to: Annotated[str, Field(min_length=1, max_length=40)]
+    to: Annotated[str, Field(min_length=1, max_length=49)]
     from_did: str | None = None
+    channel: SendChannel | None = Field(
+        default=None, description="whatsapp, or sms; default: whatsapp when to is whatsapp:+…"
+    )
 
 
 ExplainRequest = Annotated[
@@ -183,14 +203,37 @@ class MediaByUrl(ApiModel):
     url: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2000)]
 
 
+# A template's variables, as Twilio's ContentVariables JSON string carries them: names to texts.
+ContentVariables = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=100)],
+        Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS)],
+    ],
+    Field(max_length=100),
+]
+
+
 class SendRequest(ApiModel):
     """A text from an extension; body and media limits are checked by the service with codes."""
 
     from_extension: ExtensionName
-    to: Annotated[str, Field(min_length=1, max_length=40)]
+    to: Annotated[str, Field(min_length=1, max_length=49)] = Field(
+        description="The number as dialled; whatsapp:+… sends by WhatsApp"
+    )
     body: str = ""
     media: list[InlineMedia | MediaByUrl] = Field(default_factory=list)
     from_did: str | None = None
+    channel: SendChannel | None = Field(
+        default=None, description="whatsapp, or sms; default: whatsapp when to is whatsapp:+…"
+    )
+    content_sid: Annotated[str, Field(pattern=r"^HX[0-9a-fA-F]{32}$")] | None = Field(
+        default=None,
+        description="An approved WhatsApp template (HX…), sent instead of body and media: the "
+        "only way to write outside the 24-hour window the customer's last message opened",
+    )
+    content_variables: ContentVariables | None = Field(
+        default=None, description='The template\'s variables, e.g. {"1": "Jane"}'
+    )
 
 
 class TestMessageRequest(ApiModel):

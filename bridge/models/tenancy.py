@@ -34,6 +34,7 @@ from bridge.models.values import (
     ExtensionName,
     ExtensionPattern,
     Name,
+    SendChannel,
     SenderId,
     ServiceSid,
     TenantId,
@@ -144,16 +145,32 @@ class CredentialOut(BaseModel):
 NumberType = Literal["long_code", "short_code", "toll_free"]
 
 
+def _sms_only() -> list[SendChannel]:
+    return ["sms"]
+
+
 class SmsNumber(ApiModel):
     number: str
     type: NumberType = "long_code"
     mms: bool = True
     mps: float | None = Field(
-        default=None, gt=0, le=10_000, description="Override of segments per second"
+        default=None,
+        gt=0,
+        le=10_000,
+        description="Override of segments per second (of messages per second on WhatsApp)",
+    )
+    channels: list[SendChannel] = Field(
+        default_factory=_sms_only,
+        min_length=1,
+        max_length=2,
+        description="sms, and whatsapp when the number is also a WhatsApp sender of the account",
     )
 
     @model_validator(mode="after")
     def _normalise(self, info: ValidationInfo) -> SmsNumber:
+        reject_repeats(list(self.channels), "channel")
+        if self.type == "short_code" and "whatsapp" in self.channels:
+            raise ValueError("a short code cannot be a WhatsApp sender")
         if self.type == "short_code" and SHORT_CODE.fullmatch(self.number):
             return self
         self.number = e164_in_context(self.number, info)

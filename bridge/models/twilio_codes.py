@@ -64,6 +64,21 @@ _TABLE = (
     ),
     TwilioCode(21614, "the 'To' number is not a mobile number", "text a mobile number instead"),
     TwilioCode(21617, "the text is longer than 1,600 characters", "shorten the text"),
+    TwilioCode(
+        21655,
+        "the template (content_sid) is not one of this account's",
+        "copy the HX… SID from the account's Content Template Builder",
+    ),
+    TwilioCode(
+        21656,
+        "the template's variables are not valid",
+        "give every variable of the template a non-empty text",
+    ),
+    TwilioCode(
+        21910,
+        "the 'From' and 'To' addresses are on different channels",
+        "send WhatsApp from a WhatsApp number (whatsapp: on both sides)",
+    ),
     TwilioCode(30001, "queue overflow", "send more slowly"),
     TwilioCode(30002, "account suspended", "contact Twilio about the account"),
     TwilioCode(
@@ -88,6 +103,11 @@ _TABLE = (
         30034,
         "the US number is not registered for A2P 10DLC",
         "register the number's campaign in the Twilio console",
+    ),
+    TwilioCode(
+        63007,
+        "the number is not a WhatsApp sender of this Twilio account",
+        "register it as a WhatsApp sender in Twilio, or take whatsapp out of its channels",
     ),
     TwilioCode(
         63016,

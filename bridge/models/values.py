@@ -28,6 +28,12 @@ TokenId = NewType("TokenId", str)
 MessageId = NewType("MessageId", str)
 EventId = NewType("EventId", str)
 
+# How a text travels through Twilio (design §12). Sends go by SMS or WhatsApp; RCS is seen only
+# on callbacks and webhooks, when a Messaging Service with an RCS sender delivered by RCS.
+Channel = Literal["sms", "whatsapp", "rcs"]
+SendChannel = Literal["sms", "whatsapp"]
+CHANNELS: dict[str, Channel] = {"sms": "sms", "whatsapp": "whatsapp", "rcs": "rcs"}
+
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
@@ -123,6 +129,27 @@ def e164_in_context(value: str, info: ValidationInfo) -> str:
 
 
 E164 = Annotated[str, AfterValidator(e164_in_context)]
+
+
+def split_address(raw: str) -> tuple[Channel, str]:
+    """Twilio's address (``whatsapp:+1555…``, ``rcs:acme_agent``, ``+1555…``) as its channel
+    and the address without the prefix: the number, or an RCS sender id as Twilio wrote it."""
+    prefix, sep, rest = raw.partition(":")
+    channel = CHANNELS.get(prefix.strip().lower()) if sep else None
+    if channel is None or channel == "sms":
+        return "sms", raw
+    return channel, rest.strip()
+
+
+def channel_address(channel: Channel, address: str) -> str:
+    """The address as Twilio writes it on this channel (SMS addresses have no prefix)."""
+    return address if channel == "sms" else f"{channel}:{address}"
+
+
+def conversation_channel(channel: Channel) -> SendChannel:
+    """The thread a channel's texts belong to: RCS is Twilio delivering the SMS thread of a
+    Messaging Service by RCS (with SMS as its fallback), so it stays in that thread."""
+    return "whatsapp" if channel == "whatsapp" else "sms"
 
 
 # --- DID patterns (inbound rules) -------------------------------------------------------------

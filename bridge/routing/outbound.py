@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, assert_never
 
 from bridge.errors import FieldProblem, InvalidInput
 from bridge.models import (
     ConfigId,
     Extension,
     OutboundRule,
+    SendChannel,
     SmsConfig,
     TrunkId,
     country_of,
@@ -73,7 +74,8 @@ class InvalidDestination(RoutingError):
 
 @dataclass(frozen=True)
 class ConfigView:
-    """The parts of a trunk's SMS configuration that outbound routing reads."""
+    """The parts of a trunk's SMS configuration that outbound routing reads: ``numbers`` send
+    SMS, ``whatsapp_numbers`` are the account's WhatsApp senders (design §12)."""
 
     id: ConfigId
     enabled: bool
@@ -81,6 +83,7 @@ class ConfigView:
     messaging_service_sid: str | None
     numbers: frozenset[str]
     allowed_countries: frozenset[str]
+    whatsapp_numbers: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, config: SmsConfig) -> ConfigView:
@@ -90,9 +93,16 @@ class ConfigView:
             enabled=config.enabled,
             sender_id=config.sender_id,
             messaging_service_sid=config.messaging_service_sid,
-            numbers=frozenset(n.number for n in config.numbers),
+            numbers=frozenset(n.number for n in config.numbers if "sms" in n.channels),
             allowed_countries=frozenset(config.allowed_countries),
+            whatsapp_numbers=frozenset(
+                n.number for n in config.numbers if "whatsapp" in n.channels
+            ),
         )
+
+    def senders(self, channel: SendChannel) -> frozenset[str]:
+        """The numbers that may send on ``channel``."""
+        return self.whatsapp_numbers if channel == "whatsapp" else self.numbers
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ class OutboundPlan:
     sender_kind: SenderKind
     sender: str
     explanation: tuple[str, ...]
+    channel: SendChannel = "sms"
 
 
 def extension_matches(patterns: Sequence[str], extension: str) -> bool:
@@ -145,33 +156,73 @@ def matching_rule(
 
 
 def _extension_did(
-    extension: Extension | None, from_did: str | None, config: ConfigView, notes: list[str]
+    extension: Extension | None,
+    from_did: str | None,
+    config: ConfigView,
+    notes: list[str],
+    channel: SendChannel = "sms",
 ) -> str | None:
+    numbers = config.senders(channel)
     if extension is None:
         notes.append("the sending extension is not configured, so it has no DID")
         return None
+    on = " for WhatsApp" if channel == "whatsapp" else ""
     if from_did is not None:
-        if from_did in extension.dids and from_did in config.numbers:
+        if from_did in extension.dids and from_did in numbers:
             notes.append(f"sender: the requested from_did {from_did}")
             return from_did
         notes.append(
             f"from_did {from_did} ignored: not a DID of extension {extension.extension} "
-            f"on configuration {config.id}"
+            f"on configuration {config.id}{on}"
         )
-    if extension.default_did is not None and extension.default_did in config.numbers:
+    if extension.default_did is not None and extension.default_did in numbers:
         notes.append(f"sender: extension {extension.extension}'s default_did")
         return extension.default_did
-    here = [did for did in extension.dids if did in config.numbers]
+    here = [did for did in extension.dids if did in numbers]
     if len(here) == 1:
-        notes.append(f"sender: extension {extension.extension}'s only DID on this configuration")
+        notes.append(
+            f"sender: extension {extension.extension}'s only DID on this configuration{on}"
+        )
         return here[0]
     notes.append(
-        f"extension {extension.extension} has no DID on configuration {config.id}"
+        f"extension {extension.extension} has no DID on configuration {config.id}{on}"
         if not here
         else f"extension {extension.extension} has {len(here)} DIDs on configuration "
-        f"{config.id} and none is its default_did"
+        f"{config.id}{on} and none is its default_did"
     )
     return None
+
+
+def _whatsapp_sender(
+    rule: OutboundRule,
+    config: ConfigView,
+    extension: Extension | None,
+    from_did: str | None,
+    notes: list[str],
+) -> tuple[SenderKind, str]:
+    """Design §12: only a WhatsApp number of the configuration sends by WhatsApp (never an
+    alphanumeric sender or a messaging service)."""
+    if rule.sender is not None:
+        if rule.sender in config.whatsapp_numbers:
+            notes.append("sender: the rule's sender, a WhatsApp number of the configuration")
+            return "number", rule.sender
+        notes.append(f"the rule's sender {rule.sender} is not a WhatsApp number: not used")
+    did = _extension_did(extension, from_did, config, notes, "whatsapp")
+    if did is not None:
+        return "number", did
+    if len(config.whatsapp_numbers) == 1:
+        (only,) = config.whatsapp_numbers
+        notes.append("sender: the configuration's only WhatsApp number")
+        return "number", only
+    raise NoSender(
+        f"no WhatsApp sender: configuration {config.id} has "
+        + (
+            "no number with the whatsapp channel"
+            if not config.whatsapp_numbers
+            else "several WhatsApp numbers and the extension has none of them"
+        ),
+        explanation=tuple(notes),
+    )
 
 
 def _sender(
@@ -227,8 +278,10 @@ def route_outbound(
     extension: Extension | None,
     from_did: str | None = None,
     configs: Mapping[TrunkId, ConfigView],
+    channel: SendChannel = "sms",
 ) -> OutboundPlan:
-    """Design §6 outbound steps 1-4: rule, E.164 destination, trunk and sender."""
+    """Design §6 outbound steps 1-4: rule, E.164 destination, trunk and sender (§12: on
+    WhatsApp, a WhatsApp number of the configuration)."""
     notes: list[str] = []
     for position, candidate in enumerate(rules):
         mismatch = _mismatch(candidate, from_extension, dialled)
@@ -290,7 +343,12 @@ def route_outbound(
         )
     notes.append(f"destination country {country} is allowed")
 
-    kind, sender = _sender(rule, config, country, extension, from_did, notes)
+    if channel == "whatsapp":
+        kind, sender = _whatsapp_sender(rule, config, extension, from_did, notes)
+    elif channel == "sms":
+        kind, sender = _sender(rule, config, country, extension, from_did, notes)
+    else:
+        assert_never(channel)
     return OutboundPlan(
         rule_index=position,
         rule_name=rule.name,
@@ -301,4 +359,5 @@ def route_outbound(
         sender_kind=kind,
         sender=sender,
         explanation=tuple(notes),
+        channel=channel,
     )

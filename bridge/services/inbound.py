@@ -24,16 +24,19 @@ from bridge.ids import new_id
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.models import (
+    Channel,
     InboundExplainRequest,
     InboundExplanation,
     InboundStatus,
     MessageId,
     SipTarget,
     TenantId,
+    conversation_channel,
     number_field,
+    split_address,
 )
 from bridge.routing import InboundDecision, InboundRuleIndex, route_inbound
-from bridge.twilio.encoding import segment_info
+from bridge.twilio.encoding import segments_of
 from bridge.twilio.webhooks import REQUIRED_INBOUND, Params, first, media_items, opt_change, require
 
 log = get_logger(__name__)
@@ -81,8 +84,12 @@ class InboundService:
         """The decision a text to ``to`` from ``from`` would get now, without storing anything."""
         async with self._db.connection() as conn:
             country = (await tenants_repo.require_tenant(conn, tenant_id)).default_country
-            did = number_field("to", request.to, country)
-            remote = number_field("from", request.from_, country)
+            # whatsapp:+… as Twilio writes it: routed by the number, replies by channel.
+            channel, to = split_address(request.to)
+            from_channel, from_ = split_address(request.from_)
+            thread = conversation_channel(channel if channel != "sms" else from_channel)
+            did = number_field("to", to, country)
+            remote = number_field("from", from_, country)
             config = await configs_repo.webhook_config_for_number(conn, tenant_id, did)
             if config is None:
                 return InboundExplanation(
@@ -93,7 +100,7 @@ class InboundService:
                     extensions=[],
                     explanation=[f"{did} is not a number of any of this tenant's configurations"],
                 )
-            query = repo.AffinityQuery(tenant_id, did, remote, config.affinity_hours)
+            query = repo.AffinityQuery(tenant_id, did, remote, config.affinity_hours, thread)
             affinity = (await repo.affinity_extensions(conn, [query]))[0]
             decision = await self._decide(conn, config, did, remote, affinity)
             phones = None
@@ -190,6 +197,7 @@ class InboundService:
                     w.did,
                     w.remote,
                     w.config.affinity_hours if w.config.enabled else 0,
+                    conversation_channel(w.channel),
                 )
                 for w in batch
             ],
@@ -212,7 +220,7 @@ class InboundService:
                     "explanation": ["the SMS configuration is disabled: stored, not delivered"],
                 }
                 extensions = ()
-            info = segment_info(webhook.body)
+            segments, encoding = segments_of(webhook.channel, webhook.body)
             status: InboundStatus = "received" if extensions or not config.enabled else "unroutable"
             rows.append(
                 repo.NewInbound(
@@ -224,12 +232,13 @@ class InboundService:
                     to_number=webhook.did,
                     body=webhook.body,
                     extensions=extensions,
-                    segments=max(1, info.segments),
-                    encoding=info.encoding,
+                    segments=segments,
+                    encoding=encoding,
                     num_media=len(webhook.media),
                     twilio_sid=webhook.sid,
                     routing=routing,
                     params=webhook.params,
+                    channel=webhook.channel,
                 )
             )
         created_at = await repo.insert_inbound(conn, rows)
@@ -250,12 +259,14 @@ class InboundService:
             change = opt_change(webhook.body, first(webhook.params, "OptOutType"))
             if change is not None:
                 config = webhook.config
+                # Per channel (design §12): a STOP by WhatsApp stops WhatsApp texts only.
+                thread = conversation_channel(webhook.channel)
                 if change[0] == "out":
                     await opt_outs.set_opt_out(
-                        conn, config.id, config.tenant_id, webhook.remote, change[1]
+                        conn, config.id, config.tenant_id, webhook.remote, change[1], thread
                     )
                 else:
-                    await opt_outs.clear_opt_out(conn, config.id, webhook.remote)
+                    await opt_outs.clear_opt_out(conn, config.id, webhook.remote, thread)
             if row.extensions:
                 events.append(
                     (
@@ -289,7 +300,9 @@ class InboundService:
 
 @dataclass(frozen=True)
 class _Webhook:
-    """A verified webhook waiting for its group's commit, its parameters read once."""
+    """A verified webhook waiting for its group's commit, its parameters read once. The
+    addresses are kept without Twilio's ``whatsapp:``/``rcs:`` prefix (the DID is the number
+    without it, design §12), and the channel beside them."""
 
     config: WebhookConfig
     params: Params
@@ -298,15 +311,20 @@ class _Webhook:
     did: str
     body: str
     media: list[tuple[str, str | None]]
+    channel: Channel = "sms"
 
     @classmethod
     def of(cls, config: WebhookConfig, params: Params) -> _Webhook:
+        to_channel, did = split_address(first(params, "To") or "")
+        from_channel, remote = split_address(first(params, "From") or "")
         return cls(
             config=config,
             params=params,
             sid=first(params, "MessageSid") or "",
-            remote=first(params, "From") or "",
-            did=first(params, "To") or "",
+            remote=remote,
+            did=did,
             body=first(params, "Body") or "",
             media=media_items(params),
+            # An RCS sender id is not a number, so either side may name the channel.
+            channel=to_channel if to_channel != "sms" else from_channel,
         )

@@ -109,12 +109,13 @@ class MessageService:
     async def opt_outs(self, tenant_id: TenantId, cursor: str | None, limit: int) -> Page[OptOut]:
         after = None
         if cursor and "|" in cursor:
-            config_id, number = cursor.split("|", 1)
-            after = (config_id, number)
+            # A cursor from before opt-outs had channels names no channel: "" sorts first.
+            config_id, number, channel = [*cursor.split("|", 2), ""][:3]
+            after = (config_id, number, channel)
         async with self._db.connection() as conn:
             await tenants_repo.require_tenant(conn, tenant_id)
             items = await opt_outs.list_opt_outs(conn, tenant_id, after, limit + 1)
-        return make_page(items, limit, lambda o: f"{o.config_id}|{o.number}")
+        return make_page(items, limit, lambda o: f"{o.config_id}|{o.number}|{o.channel}")
 
     async def stream_position(self, tenant_id: TenantId, last_event_id: str | None) -> int:
         """Where a stream resumes: at the live end without ``last_event_id``; after it when it

@@ -25,7 +25,7 @@ from bridge.db import tenants as tenants_repo
 from bridge.db.media import MediaFile, OutboundFile
 from bridge.db.pool import Connection, Database
 from bridge.db.sms_configs import SendingConfig
-from bridge.errors import Conflict, InvalidInput, NotFound
+from bridge.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from bridge.ids import new_id
 from bridge.log import get_logger
 from bridge.models import (
@@ -37,11 +37,13 @@ from bridge.models import (
     MessageId,
     OutboundExplainRequest,
     OutboundExplanation,
+    SendChannel,
     SendRequest,
     StatusChange,
     TenantId,
     country_of,
     number_field,
+    split_address,
 )
 from bridge.netguard import FetchFailed, FetchTooLarge, fetch_bounded, is_public
 from bridge.routing import (
@@ -55,7 +57,7 @@ from bridge.routing import (
     matching_rule,
     route_outbound,
 )
-from bridge.twilio.encoding import segment_info
+from bridge.twilio.encoding import segments_of
 
 __all__ = ["MediaFile", "OutboundService"]
 
@@ -71,6 +73,13 @@ ALPHANUMERIC_MPS = 10.0
 # texts in order, over a few parallel lanes per service.
 SERVICE_MPS = 10_000.0
 SERVICE_LANES = 8
+# WhatsApp senders: messages (not segments) per second, unless the number says otherwise.
+WHATSAPP_MPS = 80.0
+# The customer-service window the remote's last WhatsApp message opens (design §12).
+WHATSAPP_WINDOW_SECONDS = 24 * 3600.0
+# Fields added to SendRequest later: left out of the hash while unset, so an Idempotency-Key
+# used just before an upgrade still matches its own repeat just after it.
+_LATER_FIELDS = ("channel", "content_sid", "content_variables")
 MAX_MEDIA_REDIRECTS = 3
 MEDIA_FETCH_LIMITS = aiohttp.ClientTimeout(total=15)
 _SEPARATORS = re.compile(r"[\s().\-/]")
@@ -100,18 +109,63 @@ class MediaUnavailable(InvalidInput):
     code = "media_unavailable"
 
 
+class WhatsappWindowClosed(InvalidInput):
+    """The customer has not written by WhatsApp in the last 24 hours: only an approved
+    template (content_sid) may be sent now."""
+
+    code = "whatsapp_window_closed"
+
+
+def send_channel(to: str, channel: SendChannel | None) -> tuple[SendChannel, str]:
+    """The channel of a send and the number as dialled: ``to`` may be ``whatsapp:+…``."""
+    prefixed, dialled = split_address(to)
+    if prefixed == "rcs":
+        raise InvalidInput.field(
+            "to", "texts are sent by sms or whatsapp; a Messaging Service chooses RCS itself"
+        )
+    if prefixed == "whatsapp":
+        if channel == "sms":
+            raise InvalidInput.field("channel", "is sms, but to is a whatsapp: address")
+        return "whatsapp", dialled
+    return channel or "sms", to
+
+
+def check_content(body: SendRequest, channel: SendChannel) -> None:
+    """A template is WhatsApp's, and is the whole content: Twilio fails a template sent with a
+    body outside the window (twilio.md §9)."""
+    if body.content_variables is not None and body.content_sid is None:
+        raise InvalidInput.field("content_variables", "needs content_sid")
+    if body.content_sid is None:
+        return
+    if channel != "whatsapp":
+        raise InvalidInput.field("content_sid", "templates are sent by whatsapp")
+    if body.body or body.media:
+        raise InvalidInput.field("body", "a template (content_sid) is sent without body or media")
+
+
 def dialled_digits(to: str) -> str:
     """What the rules see: the number as dialled, without the separators people type."""
     return _SEPARATORS.sub("", to)
 
 
 def request_hash(body: SendRequest) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    fields = body.model_dump(mode="json")
+    for name in _LATER_FIELDS:
+        if fields[name] is None:
+            del fields[name]
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def sender_key_and_mps(plan: OutboundPlan, config: SendingConfig) -> tuple[str, float]:
-    """The queue a text joins (one per sender, leased by one process at a time) and its pace."""
+    """The queue a text joins (one per sender, leased by one process at a time) and its pace.
+    A number's WhatsApp texts have a queue and a pace of their own (design §12)."""
+    channel = plan.channel
+    if channel == "whatsapp":
+        number = config.numbers[plan.sender]
+        return f"{plan.config_id}:whatsapp:{plan.sender}", number.mps or WHATSAPP_MPS
+    if channel != "sms":
+        assert_never(channel)
     kind = plan.sender_kind
     if kind == "alphanumeric":
         return f"{plan.config_id}:{plan.sender}", ALPHANUMERIC_MPS
@@ -130,8 +184,11 @@ def routing_view(config: SendingConfig) -> ConfigView:
         enabled=config.enabled,
         sender_id=config.sender_id,
         messaging_service_sid=config.messaging_service_sid,
-        numbers=frozenset(config.numbers),
+        numbers=frozenset(n for n, v in config.numbers.items() if "sms" in v.channels),
         allowed_countries=frozenset(config.allowed_countries),
+        whatsapp_numbers=frozenset(
+            n for n, v in config.numbers.items() if "whatsapp" in v.channels
+        ),
     )
 
 
@@ -217,12 +274,13 @@ class OutboundService:
     ) -> tuple[OutboundPlan, SendingConfig]:
         """Design §6 outbound, from the tenant's rules and configurations as they are now:
         only the configurations of the matching rule's trunks are read."""
+        channel, to = send_channel(body.to, body.channel)
         tenant = await tenants_repo.require_tenant(conn, tenant_id)
         extension = await dialplan_repo.get_extension(conn, tenant_id, body.from_extension)
         if extension is None:
             raise InvalidInput.field("from_extension", "no such extension in this tenant")
         rules = await dialplan_repo.get_outbound_rules(conn, tenant_id)
-        dialled = dialled_digits(body.to)
+        dialled = dialled_digits(to)
         rule = matching_rule(rules, body.from_extension, dialled)
         configs = (
             {} if rule is None else await configs_repo.sending_configs(conn, tenant_id, rule.trunks)
@@ -235,6 +293,7 @@ class OutboundService:
             extension=extension,
             from_did=body.from_did,
             configs={trunk: routing_view(c) for trunk, c in configs.items()},
+            channel=channel,
         )
         return plan, configs[plan.trunk_id]
 
@@ -251,10 +310,12 @@ class OutboundService:
         texts (``origin`` sip) are told back to it when Twilio fails them."""
         if len(body.body) > MAX_BODY_CHARS:
             raise BodyTooLong(f"the body has {len(body.body)} characters; at most {MAX_BODY_CHARS}")
-        if not body.body and not body.media:
+        channel, _ = send_channel(body.to, body.channel)
+        check_content(body, channel)
+        if not body.body and not body.media and body.content_sid is None:
             raise InvalidInput.field("body", "a text needs a body or media")
         media = await self._media(list(body.media))
-        info = segment_info(body.body)
+        segments, encoding = segments_of(channel, body.body)
         message_id = MessageId(new_id("msg"))
         async with self._db.transaction() as conn:
             if idempotency_key is not None:
@@ -267,8 +328,10 @@ class OutboundService:
                 plan, config = await self.plan(conn, tenant_id, body)
             else:
                 plan, config = await self._test_plan(conn, tenant_id, test_config, body.to)
-            if await opt_outs.is_opted_out(conn, plan.config_id, plan.destination):
+            if await opt_outs.is_opted_out(conn, plan.config_id, plan.destination, channel):
                 raise RecipientOptedOut.field("to", f"{plan.destination} has opted out (STOP)")
+            if channel == "whatsapp" and body.content_sid is None:
+                await self._require_window(conn, plan)
             sender_key, mps = sender_key_and_mps(plan, config)
             new = repo.NewOutbound(
                 id=message_id,
@@ -278,8 +341,11 @@ class OutboundService:
                 to_number=plan.destination,
                 body=body.body,
                 from_extension=None if test_config else body.from_extension,
-                segments=max(1, info.segments),
-                encoding=info.encoding,
+                segments=segments,
+                encoding=encoding,
+                channel=channel,
+                content_sid=body.content_sid,
+                content_variables=body.content_variables,
                 routing={
                     "rule": plan.rule_name,
                     "rule_index": plan.rule_index,
@@ -306,6 +372,18 @@ class OutboundService:
         )
         return message
 
+    async def _require_window(self, conn: Connection, plan: OutboundPlan) -> None:
+        """Free-form WhatsApp only inside the window the remote's last message opened."""
+        opened = await messages_repo.whatsapp_window_opened(
+            conn, plan.config_id, plan.sender, plan.destination, WHATSAPP_WINDOW_SECONDS
+        )
+        if opened is None:
+            raise WhatsappWindowClosed(
+                f"{plan.destination} has not written to {plan.sender} by WhatsApp in the last "
+                "24 hours: send an approved template (content_sid)",
+                details=(FieldProblem("content_sid", "required outside the 24-hour window"),),
+            )
+
     async def _replay(
         self, conn: Connection, tenant_id: TenantId, body: SendRequest, taken: tuple[str, MessageId]
     ) -> Message:
@@ -322,7 +400,10 @@ class OutboundService:
     ) -> OutboundExplanation:
         """The plan a send would get now, or why it would be refused; nothing is sent."""
         body = SendRequest(
-            from_extension=request.from_extension, to=request.to, from_did=request.from_did
+            from_extension=request.from_extension,
+            to=request.to,
+            from_did=request.from_did,
+            channel=request.channel,
         )
         async with self._db.connection() as conn:
             try:
@@ -335,10 +416,23 @@ class OutboundService:
                     error=exc.message,
                     explanation=list(exc.explanation),
                 )
-            opted_out = await opt_outs.is_opted_out(conn, plan.config_id, plan.destination)
+            opted_out = await opt_outs.is_opted_out(
+                conn, plan.config_id, plan.destination, plan.channel
+            )
+            window = None
+            if plan.channel == "whatsapp":
+                window = await messages_repo.whatsapp_window_opened(
+                    conn, plan.config_id, plan.sender, plan.destination, WHATSAPP_WINDOW_SECONDS
+                )
         explanation = list(plan.explanation)
         if opted_out:
             explanation.append(f"{plan.destination} has opted out: the send would be refused")
+        if plan.channel == "whatsapp":
+            explanation.append(
+                "the WhatsApp window is open: free-form text and media may be sent"
+                if window is not None
+                else "the WhatsApp window is closed: only a template (content_sid) may be sent"
+            )
         return OutboundExplanation(
             direction="outbound",
             from_extension=request.from_extension,
@@ -351,6 +445,7 @@ class OutboundService:
             config_id=plan.config_id,
             sender_kind=plan.sender_kind,
             sender=plan.sender,
+            channel=plan.channel,
             explanation=explanation,
         )
 
@@ -377,10 +472,11 @@ class OutboundService:
             raise CountryNotAllowed.field("to", f"{country or 'unknown'} is not allowed")
         notes = ["test message: sent from this configuration, outbound rules not consulted"]
         kind: SenderKind
+        texting = [n for n, v in config.numbers.items() if "sms" in v.channels]
         if config.sender_id and country not in NO_ALPHANUMERIC_SENDER:
             kind, sender = "alphanumeric", config.sender_id
-        elif config.numbers:
-            kind, sender = "number", next(iter(config.numbers))
+        elif texting:
+            kind, sender = "number", texting[0]
         elif config.messaging_service_sid:
             kind, sender = "messaging_service", config.messaging_service_sid
         else:
@@ -407,9 +503,12 @@ def _accepted(new: repo.NewOutbound, created_at: datetime, files: list[OutboundF
         config_id=new.config_id,
         direction="outbound",
         status="accepted",
+        channel=new.channel,
         from_=new.from_number,
         to=new.to_number,
         body=new.body,
+        content_sid=new.content_sid,
+        content_variables=new.content_variables,
         extensions=[new.from_extension] if new.from_extension else [],
         segments=new.segments,
         encoding=new.encoding,

@@ -11,10 +11,21 @@ from bridge.db.sms_configs import WebhookConfig
 from bridge.db.statuses import StatusMove
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import ConfigId, Message, MessageId, outbound_status
+from bridge.models import Channel, ConfigId, Message, MessageId, outbound_status, split_address
 from bridge.twilio.webhooks import MissingParameter, Params, error_code, first
 
 log = get_logger(__name__)
+
+
+def callback_channel(params: Params) -> Channel | None:
+    """``rcs`` when Twilio says it delivered by RCS (a Messaging Service with an RCS sender
+    chose it): the message then shows that channel. WhatsApp texts are WhatsApp already."""
+    for name in ("From", "To"):
+        channel, _ = split_address(first(params, name) or "")
+        if channel == "rcs":
+            return channel
+    return None
+
 
 CallbackOutcome = Literal["applied", "stale", "early", "unknown_status"]
 
@@ -32,6 +43,7 @@ class StatusService:
         if not sid or not reported:
             raise MissingParameter("missing MessageSid or MessageStatus")
         status = outbound_status(reported)
+        channel = callback_channel(params)
         outcome: CallbackOutcome
         if status is None:
             # A status newer than this code: acknowledged (Twilio must not retry it), not guessed.
@@ -42,13 +54,21 @@ class StatusService:
                 await statuses.lock_sid(conn, config.id, sid)
                 target = await statuses.outbound_by_sid(conn, config.id, sid)
                 if target is None:
-                    await statuses.keep_early(conn, config.id, sid, status, code)
+                    await statuses.keep_early(conn, config.id, sid, status, code, channel)
                     outcome = "early"
                 else:
-                    moved = await statuses.advance(conn, [StatusMove(target[0], status, code)])
+                    moved = await statuses.advance(
+                        conn, [StatusMove(target[0], status, code, channel=channel)]
+                    )
                     outcome = "applied" if moved else "stale"
         self._metrics.status_callbacks.labels(outcome).inc()
-        log.info("status.callback", config_id=config.id, status=reported, outcome=outcome)
+        log.info(
+            "status.callback",
+            config_id=config.id,
+            status=reported,
+            outcome=outcome,
+            channel=channel or "sms",
+        )
         return outcome
 
     async def apply(self, conn: Connection, moves: Sequence[StatusMove]) -> list[Message]:
@@ -61,9 +81,9 @@ class StatusService:
         """Once sends learn their MessageSids, apply the callbacks that beat them here."""
         early = await statuses.take_early(conn, [(c, sid) for c, sid, _ in sends])
         moves = [
-            StatusMove(message_id, status, code)
+            StatusMove(message_id, e.status, e.error_code, channel=e.channel)
             for config_id, sid, message_id in sends
-            for status, code in early.get((config_id, sid), [])
+            for e in early.get((config_id, sid), [])
         ]
         # One move per message per statement: a message's early callbacks go in their order.
         while moves:

@@ -266,8 +266,12 @@ class TwilioClient:
         body: str | None = None,
         media_urls: Sequence[str] = (),
         status_callback: str | None = None,
+        content_sid: str | None = None,
+        content_variables: str | None = None,
     ) -> SentMessage:
-        """Send one SMS/MMS; a failure says whether Twilio may have taken it anyway."""
+        """Send one SMS/MMS (or WhatsApp message: ``whatsapp:`` addresses, and a template's
+        ``content_sid`` with its ``content_variables`` JSON); a failure says whether Twilio may
+        have taken it anyway."""
         form: list[tuple[str, str]] = [("To", to)]
         if from_ is not None:
             form.append(("From", from_))
@@ -276,6 +280,10 @@ class TwilioClient:
         if body is not None:
             form.append(("Body", body))
         form.extend(("MediaUrl", url) for url in media_urls)
+        if content_sid is not None:
+            form.append(("ContentSid", content_sid))
+        if content_variables is not None:
+            form.append(("ContentVariables", content_variables))
         if status_callback is not None:
             form.append(("StatusCallback", status_callback))
         operation = "create_message"

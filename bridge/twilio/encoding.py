@@ -12,7 +12,9 @@ of the message, not of its text; callers reporting Twilio's NumSegments use max(
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, assert_never
+
+from bridge.models import Channel
 
 Encoding = Literal["GSM-7", "UCS-2"]
 
@@ -81,3 +83,14 @@ def segment_info(body: str) -> SegmentInfo:
     if length == len(body):
         return SegmentInfo(encoding, -(-length // concatenated), length)
     return SegmentInfo(encoding, _fill(unit_counts, concatenated), length)
+
+
+def segments_of(channel: Channel, body: str) -> tuple[int, str]:
+    """Segments and encoding: SMS counts segments; WhatsApp and RCS carry a text whole in
+    UTF-8 (Twilio reports NumSegments 1 for them)."""
+    if channel == "sms":
+        info = segment_info(body)
+        return max(1, info.segments), info.encoding
+    if channel == "whatsapp" or channel == "rcs":
+        return 1, "UTF-8"
+    assert_never(channel)

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import TypeAdapter
 
 from bridge.models import (
+    CHANNELS,
     AutoSetup,
     ConfigId,
     CredentialsCheck,
@@ -128,6 +129,7 @@ MESSAGE_FILTERS = (
     choice("status", "Only texts with this status", STATUSES),
     text("config_id", "Only texts of this SMS configuration (cfg_…)", max_length=100),
     text("number", "Only texts from or to this number, as stored (E.164)", max_length=40),
+    choice("channel", "Only texts that travelled on this channel", CHANNELS),
 )
 
 
@@ -427,12 +429,13 @@ def message_id(request: web.Request) -> MessageId:
 
 async def list_messages(request: web.Request) -> web.StreamResponse:
     cursor, limit = paging(request)
-    direction, status, config, number = MESSAGE_FILTERS
+    direction, status, config, number, channel = MESSAGE_FILTERS
     filters = MessageFilter(
         direction=direction.read(request),
         status=status.read(request),
         config_id=config.read(request),
         number=number.read(request),
+        channel=channel.read(request),
     )
     page = await services(request).messages.list_messages(
         tenant_id(request), filters, cursor, limit

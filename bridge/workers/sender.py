@@ -19,7 +19,7 @@ from bridge.errors import BridgeError, DatabaseUnavailable
 from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import MessageId, outbound_status
+from bridge.models import MessageId, channel_address, outbound_status, split_address
 from bridge.models.twilio_codes import TWILIO_CODES
 from bridge.retry import Backoff
 from bridge.services.status import StatusService
@@ -313,12 +313,16 @@ class SendWorker:
             try:
                 sent = await self._client.create_message(
                     creds,
-                    to=job.to,
-                    from_=None if job.messaging_service_sid else job.from_number,
+                    to=channel_address(job.channel, job.to),
+                    from_=None
+                    if job.messaging_service_sid
+                    else channel_address(job.channel, job.from_number),
                     messaging_service_sid=job.messaging_service_sid,
                     body=job.body or None,
                     media_urls=[self._urls.media(token) for token in job.media_tokens],
                     status_callback=self._urls.status_callback(job.webhook_token),
+                    content_sid=job.content_sid,
+                    content_variables=job.content_variables,
                 )
             except TwilioRejected as exc:
                 await self._rejected(job, exc)
@@ -346,20 +350,31 @@ class SendWorker:
         # with To alone, a busy recipient's texts from other senders pushed this attempt off
         # the pages read while its retry waited, and it was sent twice. Newest first, so
         # these pages hold anything from this attempt.
+        from_ = None if job.messaging_service_sid else channel_address(job.channel, job.from_number)
         listed = await self._client.list_messages(
             creds,
-            to=job.to,
-            from_=None if job.messaging_service_sid else job.from_number,
+            to=channel_address(job.channel, job.to),
+            from_=from_,
             page_size=100,
             max_pages=RECONCILE_PAGES,
         )
+        if job.messaging_service_sid:
+            # A service with an RCS sender sends RCS first, and Twilio then lists the text to
+            # the recipient's rcs: address (a rare second look: only after an unknown outcome).
+            listed += await self._client.list_messages(
+                creds,
+                to=channel_address("rcs", job.to),
+                page_size=100,
+                max_pages=RECONCILE_PAGES,
+            )
         cutoff = since.replace(microsecond=0)
         candidates = [
             c
             for c in listed
-            if (job.messaging_service_sid is not None or c.from_ == job.from_number)
+            if (from_ is None or c.from_ == from_)
             and (c.date_created is None or c.date_created >= cutoff)
-            and c.body == job.body
+            # Twilio lists a template with the text it made of it: only our own body compares.
+            and (job.content_sid is not None or c.body == job.body)
         ]
         if candidates:
             # One look for all of them: a sid another message of ours already has is not this one.
@@ -375,10 +390,24 @@ class SendWorker:
     async def _accepted(
         self, job: SendJob, sid: str, status: str, sent: SentMessage | None
     ) -> None:
-        """Record Twilio's answer; answers that arrive together share one transaction."""
-        from_number = sent.from_ if sent is not None else None
+        """Record Twilio's answer; answers that arrive together share one transaction. Its From
+        is kept as the number, without a ``whatsapp:`` prefix (design §12)."""
+        channel, from_number = (None, None)
+        if sent is not None and sent.from_:
+            channel, from_number = split_address(sent.from_)
         await self._taken.submit(
-            (job, repo.Sent(job.message_id, job.config_id, sid, from_number), status)
+            (
+                job,
+                # A Messaging Service with an RCS sender may have chosen RCS.
+                repo.Sent(
+                    job.message_id,
+                    job.config_id,
+                    sid,
+                    from_number,
+                    "rcs" if channel == "rcs" else None,
+                ),
+                status,
+            )
         )
         log.info(
             "send.created",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
@@ -66,6 +67,13 @@ async def test_openapi_lists_every_route_with_its_schemas(api: Api) -> None:
     assert "webhook_url" in out
     assert "auth_token" not in out["credential"].get("properties", {})
     assert "from" in schemas["InboundRule"]["properties"]
+    # WhatsApp (design §12): the channel of a text and of a number, and templates.
+    assert schemas["Message"]["properties"]["channel"]["enum"] == ["sms", "whatsapp", "rcs"]
+    send = schemas["SendRequest"]["properties"]
+    assert {"channel", "content_sid", "content_variables"} <= set(send)
+    assert "^HX[0-9a-fA-F]{32}$" in json.dumps(send["content_sid"])
+    assert "channels" in schemas["SmsNumber"]["properties"]
+    assert "channel" in schemas["OptOut"]["properties"]
 
 
 def named(schema: dict[str, Any]) -> bool:
@@ -103,6 +111,7 @@ async def test_openapi_types_every_parameter_and_names_every_answer(api: Api) ->
     assert params[("query", "cursor")]["type"] == "string"
     assert params[("query", "direction")]["enum"] == ["inbound", "outbound"]
     assert "unroutable" in params[("query", "status")]["enum"]
+    assert params[("query", "channel")]["enum"] == ["sms", "whatsapp", "rcs"]
     assert params[("path", "index")] == {"type": "integer", "minimum": 0, "maximum": 1000}
     assert params[("header", "Idempotency-Key")]["maxLength"] == 200
     assert ("header", "Last-Event-ID") in params

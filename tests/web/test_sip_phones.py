@@ -99,6 +99,20 @@ async def test_an_inbound_text_becomes_a_message_to_the_extension(env: Env, pbx:
     await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 1)
 
 
+async def test_a_whatsapp_text_reaches_the_phone_from_the_remotes_number(
+    env: Env, pbx: Pbx
+) -> None:
+    """Design §12 stores WhatsApp addresses as numbers: the phone shows (and answers) the
+    number, and the DID header names the number, not Twilio's whatsapp: address."""
+    await sip_on(env, pbx)
+    result = await env.text_in("Hola", from_="whatsapp:+15557654321", to="whatsapp:" + env.number)
+    assert result.webhook.answer.status == 200
+    [got] = await pbx.wait_messages(1)
+    assert got.header("From").startswith(f'"+15557654321" <sip:+15557654321@{DOMAIN}>;tag=')
+    assert got.header("X-Bridge-DID") == env.number
+    assert got.text == "Hola"
+
+
 async def test_a_phone_that_is_away_gets_its_texts_later_and_in_order(env: Env, pbx: Pbx) -> None:
     answers = iter([(480, "Temporarily Unavailable", []), (486, "Busy Here", [])])
     pbx.script = lambda _r: next(answers, (200, "OK", []))

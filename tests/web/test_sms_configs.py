@@ -87,7 +87,13 @@ async def test_numbers_are_normalised_in_the_tenants_country(api: Api) -> None:
     reply = await api.post(f"/tenants/{tid}/sms-configs", body)
     assert reply.status == 201, reply.body
     assert reply.body["numbers"] == [
-        {"number": "+15550104242", "type": "long_code", "mms": True, "mps": None}
+        {
+            "number": "+15550104242",
+            "type": "long_code",
+            "mms": True,
+            "mps": None,
+            "channels": ["sms"],
+        }
     ]
 
 
