@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint demo bench clean
+.PHONY: run test lint peers demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,21 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The third-party SIP peers the interop tests talk to (Debian's sip-tester and sipsak), installed
+# when missing and the machine can; without them those tests skip and say why.
+PEERS = sipp:sip-tester sipsak:sipsak
+peers:
+	@missing=""; for p in $(PEERS); do command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			echo "installing$$missing (Debian packages)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
+			|| { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; } \
+			|| echo "could not install$$missing: the SIP interop tests will skip"; \
+		else echo "not installed:$$missing (apt-get install$$missing): the SIP interop tests will skip"; fi; \
+	fi
+
+test: lint peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A tenant admin's first day, on loopback: daemon, fake Twilio and a PBX sink.
@@ -38,7 +52,8 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Not part of `make test`: minutes of load on every core. Needs wrk (Debian package).
-bench: $(VENV)/.installed-bench
+bench: PEERS += wrk:wrk
+bench: $(VENV)/.installed-bench peers
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
