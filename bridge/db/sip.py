@@ -7,25 +7,26 @@ from datetime import datetime
 
 from bridge.crypto import Sealed
 from bridge.db.pool import Connection, Record
-from bridge.models import TenantId
+from bridge.models import DigestAlgorithm, TenantId
 
 _COLUMNS = """tenant_id, enabled, domain, proxy, allowed_sources::text[] AS allowed_sources,
     auth_username, secrets_key_id, auth_password_sealed, inbound_password_sealed, max_age_hours,
-    notify_failures, created_at, updated_at"""
+    notify_failures, inbound_digest, created_at, updated_at"""
 
 _GET = f"SELECT {_COLUMNS} FROM sip_settings WHERE tenant_id = $1"
 
 _PUT = f"""
 INSERT INTO sip_settings (tenant_id, enabled, domain, proxy, allowed_sources, auth_username,
-    secrets_key_id, auth_password_sealed, inbound_password_sealed, max_age_hours, notify_failures)
-VALUES ($1, $2, $3, $4, $5::cidr[], $6, $7, $8, $9, $10, $11)
+    secrets_key_id, auth_password_sealed, inbound_password_sealed, max_age_hours, notify_failures,
+    inbound_digest)
+VALUES ($1, $2, $3, $4, $5::cidr[], $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (tenant_id) DO UPDATE SET enabled = excluded.enabled, domain = excluded.domain,
     proxy = excluded.proxy, allowed_sources = excluded.allowed_sources,
     auth_username = excluded.auth_username, secrets_key_id = excluded.secrets_key_id,
     auth_password_sealed = excluded.auth_password_sealed,
     inbound_password_sealed = excluded.inbound_password_sealed,
     max_age_hours = excluded.max_age_hours, notify_failures = excluded.notify_failures,
-    updated_at = now()
+    inbound_digest = excluded.inbound_digest, updated_at = now()
 RETURNING {_COLUMNS}
 """
 
@@ -64,6 +65,7 @@ class SipSettingsValues:
     inbound_password: bytes | None
     max_age_hours: float
     notify_failures: bool
+    inbound_digest: list[DigestAlgorithm]
 
     def sealed(self, blob: bytes | None) -> Sealed | None:
         return None if blob is None else Sealed(self.key_id, blob)
@@ -93,6 +95,7 @@ def _row(r: Record) -> SipSettingsRow:
             inbound_password=r["inbound_password_sealed"],
             max_age_hours=r["max_age_hours"],
             notify_failures=r["notify_failures"],
+            inbound_digest=[a for a in r["inbound_digest"] if a == "SHA-256" or a == "MD5"],
         ),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
@@ -118,6 +121,7 @@ async def put(conn: Connection, tenant_id: TenantId, v: SipSettingsValues) -> Si
         v.inbound_password,
         v.max_age_hours,
         v.notify_failures,
+        v.inbound_digest,
     )
     assert row is not None
     return _row(row)

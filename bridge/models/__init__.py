@@ -57,7 +57,14 @@ from bridge.models.setup import (
     TwilioSetupApplied,
     TwilioSetupRequest,
 )
-from bridge.models.sip import SipRetried, SipSettings, SipSettingsPut, Transport, proxy_parts
+from bridge.models.sip import (
+    DigestAlgorithm,
+    SipRetried,
+    SipSettings,
+    SipSettingsPut,
+    Transport,
+    proxy_parts,
+)
 from bridge.models.tenancy import (
     ApiKeyCredential,
     AuthTokenCredential,
@@ -149,6 +156,7 @@ __all__ = [
     "Diagnosis",
     "DidPattern",
     "DidPatternText",
+    "DigestAlgorithm",
     "Direction",
     "EventId",
     "ExplainRequest",

@@ -25,6 +25,11 @@ SIP_URI = re.compile(
     r"sips?:[^@\s<>\"]+@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?(;[^\s<>\"]*)?"
 )
 Password = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\r\n\x00]+$")]
+DigestAlgorithm = Literal["SHA-256", "MD5"]
+
+
+def _strongest_first() -> list[DigestAlgorithm]:
+    return ["SHA-256", "MD5"]
 
 
 def check_sip_uri(value: str) -> str:
@@ -46,6 +51,21 @@ class SipSettingsPut(ApiModel):
     inbound_password: Password | None = None
     max_age_hours: float = Field(default=72.0, gt=0, le=24 * 30)
     notify_failures: bool = True
+    inbound_digest: list[DigestAlgorithm] = Field(
+        default_factory=_strongest_first,
+        min_length=1,
+        max_length=2,
+        description="The digest algorithms the bridge challenges the PBX with (inbound_password), "
+        "in the order offered: SHA-256 first as RFC 8760 asks; MD5 first, or MD5 alone, for a "
+        "PBX that reads only the first challenge and knows only MD5",
+    )
+
+    @field_validator("inbound_digest")
+    @classmethod
+    def _digest(cls, value: list[DigestAlgorithm]) -> list[DigestAlgorithm]:
+        if len(set(value)) != len(value):
+            raise ValueError("names an algorithm twice")
+        return value
 
     @field_validator("domain")
     @classmethod
@@ -89,6 +109,7 @@ class SipSettings(BaseModel):
     inbound_password_set: bool
     max_age_hours: float
     notify_failures: bool
+    inbound_digest: list[DigestAlgorithm]
     created_at: datetime
     updated_at: datetime
 

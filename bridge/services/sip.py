@@ -33,6 +33,7 @@ def view(row: SipSettingsRow) -> SipSettings:
         inbound_password_set=v.inbound_password is not None,
         max_age_hours=v.max_age_hours,
         notify_failures=v.notify_failures,
+        inbound_digest=v.inbound_digest,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -85,6 +86,7 @@ class SipSettingsService:
                     inbound_password=passwords["inbound_password"],
                     max_age_hours=body.max_age_hours,
                     notify_failures=body.notify_failures,
+                    inbound_digest=list(body.inbound_digest),
                 ),
             )
         return view(row)

@@ -9,7 +9,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -261,21 +261,40 @@ class DigestAuthenticator:
         salt = secrets.token_urlsafe(9)
         return f"{stamp}.{salt}.{self._mac(stamp, salt, realm)}"
 
-    def challenges(self, realm: str, *, stale: bool = False) -> list[str]:
-        """Header values, strongest first, each its own field as RFC 8760 §2.4 asks."""
+    def offer(self, algorithms: Sequence[str] | None) -> tuple[str, ...]:
+        """The algorithms to challenge with, in order: ``algorithms`` (of those this
+        authenticator supports) or its own."""
+        if algorithms is None:
+            return self._algorithms
+        names = tuple(n for n in (_algorithm(a) for a in algorithms) if n is not None)
+        if not names:
+            raise ValueError("no supported digest algorithm")
+        return names
+
+    def challenges(
+        self, realm: str, *, stale: bool = False, algorithms: Sequence[str] | None = None
+    ) -> list[str]:
+        """Header values in the order offered (strongest first unless ``algorithms`` says
+        otherwise), each its own field as RFC 8760 §2.4 asks."""
         nonce = self.new_nonce(realm)
         extra = ", stale=TRUE" if stale else ""
         return [
             f'Digest realm={quote(realm)}, nonce="{nonce}", algorithm={a}, qop="auth"{extra}'
-            for a in self._algorithms
+            for a in self.offer(algorithms)
         ]
 
     def challenge(
-        self, request: SipRequest, realm: str, *, proxy: bool = False, stale: bool = False
+        self,
+        request: SipRequest,
+        realm: str,
+        *,
+        proxy: bool = False,
+        stale: bool = False,
+        algorithms: Sequence[str] | None = None,
     ) -> SipResponse:
         """A 401 (or 407 when `proxy`) response challenging `request`."""
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        values = self.challenges(realm, stale=stale)
+        values = self.challenges(realm, stale=stale, algorithms=algorithms)
         return build_response(request, 407 if proxy else 401, headers=[(name, v) for v in values])
 
     def _nonce_age(self, nonce: str, realm: str) -> float | None:
@@ -296,8 +315,10 @@ class DigestAuthenticator:
         password: str,
         username: str | None = None,
         proxy: bool = False,
+        algorithms: Sequence[str] | None = None,
     ) -> DigestVerdict:
-        """Check the request's credentials for `realm` against `password` (and `username`)."""
+        """Check the request's credentials for `realm` against `password` (and `username`),
+        answered with one of the algorithms offered."""
         name = "Proxy-Authorization" if proxy else "Authorization"
         offered: list[dict[str, str]] = []
         try:
@@ -308,7 +329,7 @@ class DigestAuthenticator:
         mine = [p for p in offered if p.get("realm") == realm]
         if not mine:
             return DigestVerdict("missing", "wrong realm" if offered else "no credentials")
-        return self._check(mine[0], request, realm, password, username)
+        return self._check(mine[0], request, realm, password, username, self.offer(algorithms))
 
     def _check(
         self,
@@ -317,6 +338,7 @@ class DigestAuthenticator:
         realm: str,
         password: str,
         username: str | None,
+        offered: tuple[str, ...],
     ) -> DigestVerdict:
         user = creds.get("username")
         nonce, uri, response = creds.get("nonce"), creds.get("uri"), creds.get("response")
@@ -324,7 +346,7 @@ class DigestAuthenticator:
         nc, cnonce = creds.get("nc", ""), creds.get("cnonce", "")
         if user is None or nonce is None or uri is None or response is None:
             return DigestVerdict("rejected", "incomplete credentials")
-        if algorithm is None or algorithm not in self._algorithms:
+        if algorithm is None or algorithm not in offered:
             return DigestVerdict("rejected", "algorithm not offered", user)
         if creds.get("qop", "").lower() != "auth" or not _NC.fullmatch(nc) or not cnonce:
             return DigestVerdict("rejected", "qop=auth with nc and cnonce required", user)

@@ -31,6 +31,10 @@ async def test_settings_round_trip_without_their_passwords(api: Api) -> None:
     assert shown["auth_password_set"] is True and shown["inbound_password_set"] is True
     assert "auth_password" not in shown and "inbound_password" not in shown
     assert shown["max_age_hours"] == 72 and shown["notify_failures"] is True
+    assert shown["inbound_digest"] == ["SHA-256", "MD5"]
+    md5_first = await put_sip(api, owner.id, {**SIP, "inbound_digest": ["MD5", "SHA-256"]})
+    assert md5_first.body["inbound_digest"] == ["MD5", "SHA-256"]
+    shown = md5_first.body
     assert (await api.get(f"/tenants/{owner.id}/sip")).body == shown
 
 
@@ -57,11 +61,14 @@ async def test_bad_settings_name_the_field_and_change_nothing(api: Api) -> None:
         ("allowed_sources", ["10.0.0.300"]),
         ("allowed_sources", []),
         ("max_age_hours", 0),
+        ("inbound_digest", ["MD5", "MD5"]),
+        ("inbound_digest", ["SHA-512"]),
+        ("inbound_digest", []),
         ("auth_password", "two\r\nlines"),
     ):
         reply = await put_sip(api, owner.id, {**SIP, field: value})
         assert reply.status == 422, (field, value, reply.body)
-        assert reply.body["error"]["details"][0]["field"] == field
+        assert reply.body["error"]["details"][0]["field"].startswith(field)
     assert (await api.get(f"/tenants/{owner.id}/sip")).body == before
 
 
