@@ -190,8 +190,20 @@ class SendJob:
 
 
 # How far into a sender's queue a fetch looks for texts to other recipients: the heads of
-# the first this-many queued texts; later ones wait until the queue before them drains.
-LOOKAHEAD = 1000
+# the first few queued texts per text wanted or in flight (at least LOOKAHEAD_MIN, at most
+# LOOKAHEAD_MAX); later ones wait until the queue before them drains. A shorter look only
+# means less overlap, never another order: the look is always a prefix of the queue, so each
+# recipient's first text in it is that recipient's next text. Every fetch reads the whole
+# look, so it is kept in proportion: a look of a thousand for each text of a busy Messaging
+# Service lane made PostgreSQL the bottleneck of the sending path.
+LOOKAHEAD_PER_TEXT = 4
+LOOKAHEAD_MIN = 64
+LOOKAHEAD_MAX = 1000
+
+
+def lookahead(limit: int, in_flight: int) -> int:
+    return min(LOOKAHEAD_MAX, max(LOOKAHEAD_MIN, LOOKAHEAD_PER_TEXT * (limit + in_flight)))
+
 
 _START_SENDS = """
 WITH lease AS (
@@ -281,7 +293,14 @@ async def start_sends(
     stopped) costs one look at Twilio's list, never a second send. Each job carries the mark
     as it was before, which says whether an earlier attempt may have reached Twilio. One
     statement for all of it: it runs on the hot path."""
-    rows = await conn.fetch(_START_SENDS, sender_key, limit, list(in_flight), LOOKAHEAD, worker)
+    rows = await conn.fetch(
+        _START_SENDS,
+        sender_key,
+        limit,
+        list(in_flight),
+        lookahead(limit, len(in_flight)),
+        worker,
+    )
     return [_job(row) for row in rows]
 
 

@@ -23,6 +23,7 @@ import importlib.metadata
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -549,6 +550,12 @@ class TwilioClient:
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
+        body: bytes | None = None
+        if data is not None:
+            # Encoded here, as Twilio reads it: aiohttp's FormData does the same with more steps,
+            # and on a busy sending path it was a tenth of the process's time.
+            body = urllib.parse.urlencode(data).encode("ascii")
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         status: int | None = None
         retry_after: str | None = None
         started = time.monotonic()
@@ -557,7 +564,7 @@ class TwilioClient:
                 method,
                 url,
                 params=params,
-                data=data,
+                data=body,
                 headers=headers,
                 allow_redirects=False,
                 raise_for_status=False,

@@ -122,6 +122,11 @@ def in_flight_window(mps: float) -> int:
     return max(1, min(MAX_IN_FLIGHT, math.ceil(mps * PIPELINE_SECONDS)))
 
 
+def refill_at(window: int) -> int:
+    """How many texts of a window must be answered before the sender fetches more."""
+    return max(1, window // 4)
+
+
 class SendWorker:
     """Leases senders (one process sends for a sender at a time, so its texts keep their order)."""
 
@@ -232,7 +237,13 @@ class SendWorker:
             while True:
                 jobs: list[SendJob] = []
                 room = window - len(running)
-                if room > 0 and time.monotonic() < deadline and not keeper.lost:
+                # A fetch is a statement that reads the queue's head: a fast sender refills
+                # its window a few texts at a time, not one fetch for every answer.
+                if (
+                    room >= (refill_at(window) if running else 1)
+                    and time.monotonic() < deadline
+                    and not keeper.lost
+                ):
                     async with self._db.connection() as conn:
                         jobs = await repo.start_sends(
                             conn, sender_key, self.worker_id, room, list(running.values())
