@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,12 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from bench import routing
+from bench import routing, sip
+from bench.common import ROOT, Api, fake_count, fake_requests, form_value, process, say, wait_http
+from bench.sip import SipFigures
 from bridge.twilio.signature import compute_signature
 from tests.daemon import Daemon, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 LUA = ROOT / "bench" / "webhooks.lua"
 ADMIN = secrets.token_hex(16)
@@ -49,42 +50,6 @@ SERVICE_EXTENSION = "3000"
 # Each recipient of the service run gets this many texts, whose order the run checks.
 SERVICE_TEXTS_EACH = 4
 TWILIO_LATENCY = 0.05
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-# --- processes -------------------------------------------------------------------------------
-
-
-@contextmanager
-def process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        child = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        yield child
-    finally:
-        child.terminate()
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
-async def wait_http(url: str, limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {limit:.0f} s")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -280,18 +245,6 @@ def wrk(
 # --- the bridge under test -------------------------------------------------------------------
 
 
-class Api:
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
-        self.session = session
-        self.base = base
-
-    async def __call__(self, method: str, path: str, body: object = None) -> Any:
-        async with self.session.request(method, self.base + path, json=body) as response:
-            if response.status >= 300:
-                raise RuntimeError(f"{method} {path}: {response.status} {await response.text()}")
-            return await response.json()
-
-
 @dataclass
 class Tenant:
     id: str
@@ -303,7 +256,7 @@ async def provision(api: Api, sink: BenchSink) -> Tenant:
     base = f"/tenants/{tenant}"
     trunk = (await api("POST", base + "/trunks", {"name": "Trunk"}))["id"]
     senders = [f"+1555020{i:04d}" for i in range(SENDERS)]
-    numbers = [{"number": INBOUND_DID}]
+    numbers: list[dict[str, object]] = [{"number": INBOUND_DID}]
     # Shaping off for the throughput senders: far above what they will be asked for.
     numbers += [{"number": n, "mps": 10_000} for n in senders]
     numbers += [{"number": n, "mps": mps} for mps, n in SHAPED.items()]
@@ -389,6 +342,7 @@ class Results:
     routing: dict[int, tuple[float, float, float, float]] | None = None
     sustained: list[Step] | None = None
     two_processes: Run | None = None
+    sip: SipFigures | None = None
 
     @property
     def sustained_rate(self) -> float:
@@ -421,7 +375,7 @@ class Step:
 
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.25)
-PHASES = ("inbound", "sustained", "e2e", "outbound", "shaping", "processes", "routing")
+PHASES = ("inbound", "sustained", "e2e", "outbound", "shaping", "processes", "sip", "routing")
 # The sustained run: steady steps of this long, offered at these fractions of the
 # acknowledgement-only maximum, until one fails; webhook → PBX p99 must stay within this.
 SUSTAIN_SECONDS = 30
@@ -601,16 +555,6 @@ async def e2e_phase(
     say(f"  p50 {results.e2e_p50_ms:.1f} ms, p99 {results.e2e_p99_ms:.1f} ms")
 
 
-async def fake_requests(fake: str, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
-    async with session.get(fake + "/_fake/requests?operation=create") as response:
-        records: list[dict[str, Any]] = (await response.json())["requests"]
-    return [r for r in records if r["status"] == 201]
-
-
-def form_value(record: dict[str, Any], name: str) -> str:
-    return next(v for k, v in record["form"] if k == name)
-
-
 @dataclass
 class SendRun:
     """The texts of one outbound run as the fake received them, oldest first."""
@@ -656,11 +600,13 @@ async def send_run(
     await daemon.wait_ready()
     async with aiohttp.ClientSession() as session:
         deadline = time.monotonic() + 300
+        # The count, not the list, while the run goes: the fake would spend its loop on
+        # encoding thousands of records twice a second, and answer the bridge late.
         while time.monotonic() < deadline:
-            created = await fake_requests(fake, session)
-            if len(created) >= len(texts):
+            if await fake_count(fake, session) >= len(texts):
                 break
             await asyncio.sleep(0.5)
+        created = await fake_requests(fake, session)
     created.sort(key=lambda r: float(r["received_at"]))
     times = [float(r["received_at"]) for r in created]
     # From the first create to the last: the daemon's start-up is not in the window.
@@ -814,7 +760,8 @@ async def shaping_phase(results: Results, daemon: Daemon, tenant: Tenant, fake: 
 
 
 def table(r: Results) -> str:
-    assert r.bare_max and r.bridge_max and r.half and r.shaping and r.routing
+    assert r.bare_max and r.bridge_max and r.half and r.shaping and r.routing and r.sip
+    sip_figures = r.sip
     ratio = r.bridge_max.rate / r.bare_max.rate
     vs_official = r.outbound_rate / r.official_rate
     routing_100k, routing_10 = r.routing[100_000][0], r.routing[10][0]
@@ -888,6 +835,20 @@ def table(r: Results) -> str:
             f"{routing_100k:.2f} us = {routing_100k / routing_10:.2f} x 10 rules",
             "<= 20 us, <= 2 x",
             ok(routing_100k <= 20 and routing_100k / routing_10 <= 2),
+        ),
+        (
+            "sip: MESSAGEs to phones, sustained (p99 <= 250 ms)",
+            f"{sip_figures.delivered_per_s:,.0f}/s "
+            f"(p99 {sip_figures.webhook_to_phone_p99_ms:.0f} ms, "
+            f"backlog drained at {sip_figures.drain_per_s:,.0f}/s)",
+            ">= 1,000/s",
+            ok(sip_figures.delivered_per_s >= 1000),
+        ),
+        (
+            "sip: phones' texts reaching the fake (50 ms)",
+            f"{sip_figures.sends_per_s:,.0f}/s ({sip_figures.sends_duplicates} twice)",
+            ">= 1,000/s",
+            ok(sip_figures.sends_per_s >= 1000 and sip_figures.sends_duplicates == 0),
         ),
         (
             "memory: peak RSS under inbound load",
@@ -1040,6 +1001,9 @@ async def main_async(args: Any) -> Results:
         results.routing = await asyncio.to_thread(routing.measure_all)
         for count, (cold, hot, _, mib) in results.routing.items():
             say(f"  {count:>7,} rules: {cold:.2f} us ({hot:.2f} us hot), index {mib:.1f} MiB")
+    if "sip" in args.only:
+        # Its own daemon, fake and SIPp phone, once the other phases have let the machine go.
+        results.sip = await sip.sip_phase(args.workdir / "sip")
     return results
 
 

@@ -8,7 +8,11 @@ webhook URL to paste into the Twilio console), checks the credentials, points th
 events at the PBX, and sets up extensions and rules. The fake Twilio then sends a signed
 inbound text, and the PBX sink shows it reaching extension 101; 101 replies through the API,
 the fake Twilio shows the send, its status callbacks come back, and the message ends
-`delivered`. Every process is stopped at the end, also on a failure or Ctrl-C.
+`delivered`. A webhook signed for the wrong URL is refused and the diagnosis says why. Last,
+texts on the phones (design §10): SIP is turned on with SIPp as the front desk phone behind the
+PBX, a customer's text reaches it as a MESSAGE, and its reply (SIPp sending the MESSAGE the PBX
+would relay) reaches the fake Twilio; without SIPp (Debian package sip-tester) that step says so
+and is skipped. Every process is stopped at the end, also on a failure or Ctrl-C.
 
     python -m tests.demo [--keep-data DIR]
 
@@ -25,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import textwrap
@@ -37,6 +42,7 @@ from typing import Any
 import aiohttp
 
 from tests.daemon import free_port
+from tests.sipp import answer
 
 # Fixed, made-up values: the demo runs against a fake Twilio, and the test checks that none of
 # them ever shows up in the output.
@@ -52,7 +58,14 @@ CUSTOMER = "+15557654321"
 INBOUND_TEXT = "Hi! Are you open on Saturday?"
 REPLY_TEXT = "Yes, 9am to 1pm. See you then!"
 
+PBX_DOMAIN = "acme.pbx.example.com"
+FRONT_DESK_URI = f"sip:front-desk@{PBX_DOMAIN}"
+PHONE_TEXT = "Can I bring my dog to the appointment?"
+PHONE_REPLY = "Of course, dogs are welcome!"
+
 ROOT = Path(__file__).resolve().parents[1]
+# SIPp (Debian package sip-tester) plays the phones behind the PBX; without it that step skips.
+SIPP = shutil.which("sipp")
 API = "/api/v1"
 WIDTH = 92
 READY_WITHIN = 120.0
@@ -63,6 +76,54 @@ OTHER_STOP_WITHIN = 5.0
 
 Json = Any
 XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+# The front desk phone: answers each MESSAGE 200 and logs what it would show, one line each.
+PHONE_SCENARIO = f"""<?xml version="1.0" encoding="UTF-8" ?>
+<scenario name="the front desk phone">
+  <recv request="MESSAGE">
+    <action>
+      <ereg regexp="^MESSAGE [^ ]+" search_in="msg" check_it="false" assign_to="line" />
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="false" assign_to="from" />
+      <ereg regexp=".*" search_in="hdr" header="X-Bridge-DID:" check_it="false" assign_to="did" />
+      <ereg regexp=".*" search_in="body" check_it="false" assign_to="text" />
+      <log message="[$line]" />
+      <log message="From:[$from]" />
+      <log message="X-Bridge-DID:[$did]" />
+      <log message="text: [$text]" />
+    </action>
+  </recv>
+  {answer("200 OK")}
+</scenario>
+"""
+
+# Its reply, as the PBX relays it to the bridge: From the extension, to the number dialled.
+# The body ends where the CDATA does: SIPp would otherwise send a line break after it.
+REPLY_SCENARIO = f"""<?xml version="1.0" encoding="UTF-8" ?>
+<scenario name="the front desk phone replies through the PBX">
+  <send retrans="500"><![CDATA[
+    MESSAGE sip:{CUSTOMER}@[remote_ip]:[remote_port] SIP/2.0
+    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    Max-Forwards: 70
+    From: "Front desk" <sip:101@{PBX_DOMAIN}>;tag=[pid]SIPpTag[call_number]
+    To: <sip:{CUSTOMER}@{PBX_DOMAIN}>
+    Call-ID: [call_id]
+    CSeq: 1 MESSAGE
+    Content-Type: text/plain;charset=UTF-8
+    Content-Length: [len]
+
+    {PHONE_REPLY}]]></send>
+  <recv response="100" optional="true" />
+  <recv response="202">
+    <action>
+      <ereg regexp="^SIP/2.0 [^\r\n]+" search_in="msg" check_it="false" assign_to="status" />
+      <ereg regexp=".*" search_in="hdr" header="X-Bridge-Message-Id:" check_it="false"
+            assign_to="id" />
+      <log message="[$status]" />
+      <log message="X-Bridge-Message-Id:[$id]" />
+    </action>
+  </recv>
+</scenario>
+"""
 
 
 class DemoError(Exception):
@@ -95,17 +156,22 @@ def compact(value: Json) -> str:
 
 
 def json_lines(value: Json, width: int) -> list[str]:
-    """One line if it fits, else one top-level member per line."""
+    """One line if it fits, else one member per line, members that do not fit broken alike."""
     whole = compact(value)
     if len(whole) <= width or not isinstance(value, dict | list) or not value:
         return [whole]
     if isinstance(value, dict):
-        parts = [f"{json.dumps(k)}: {compact(v)}" for k, v in value.items()]
+        parts = [(f"{json.dumps(k)}: ", v) for k, v in value.items()]
         opening, closing = "{", "}"
     else:
-        parts = [compact(v) for v in value]
+        parts = [("", v) for v in value]
         opening, closing = "[", "]"
-    lines = [f" {part}," for part in parts]
+    lines: list[str] = []
+    for key, member in parts:
+        inner = json_lines(member, width - 1 - len(key))
+        lines.append(f" {key}{inner[0]}")
+        lines += [" " * (1 + len(key)) + line for line in inner[1:]]
+        lines[-1] += ","
     lines[0] = opening + lines[0][1:]
     lines[-1] = lines[-1][:-1] + closing
     return lines
@@ -145,24 +211,33 @@ class Child:
     """One child process in its own session, so a Ctrl-C reaches only the demo, which then stops
     the children in order instead of letting them race each other down."""
 
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log: Path,
+        env: dict[str, str],
+        *,
+        program: str = sys.executable,
+    ) -> None:
         self.name = name
         self.args = args
         self.log = log
         self.env = env
+        self.program = program
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self, *, capture: bool = False) -> None:
+    async def start(self, *, capture: bool = False, cwd: Path = ROOT) -> None:
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
+                self.program,
                 *self.args,
                 env=self.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if capture else log,
                 stderr=log,
                 start_new_session=True,
-                cwd=ROOT,
+                cwd=cwd,
             )
 
     def exited(self) -> int | None:
@@ -264,6 +339,25 @@ class LineWatch:
             raise DemoError(f"the {self.child.name} did not show {what}") from None
 
 
+def udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_sip_ports(count: int, taken: list[int]) -> list[int]:
+    """Ports free for TCP and UDP alike, none of them ``taken``."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports and port not in taken and udp_free(port):
+            ports.append(port)
+    return ports
+
+
 def free_ports(count: int) -> list[int]:
     # Each probe closes its socket before the next, so the kernel may hand out a port twice.
     ports: list[int] = []
@@ -283,6 +377,8 @@ class Demo:
         self.data_dir = base / "data"
         self.children = children
         self.internal_port, self.public_port, self.fake_port, self.sink_port = free_ports(4)
+        # The bridge listens for SIP on UDP and TCP; the phone (SIPp) on UDP.
+        self.sip_port, self.phone_port = free_sip_ports(2, taken=self.ports())
         self.internal = f"http://127.0.0.1:{self.internal_port}"
         self.public = f"http://127.0.0.1:{self.public_port}"
         self.fake = f"http://127.0.0.1:{self.fake_port}"
@@ -305,6 +401,7 @@ class Demo:
                 "BRIDGE_TWILIO_API_BASE": self.fake,
                 "BRIDGE_TWILIO_MESSAGING_API_BASE": self.fake,
                 "BRIDGE_LOG_FORMAT": "json",
+                "BRIDGE_SIP_LISTEN": f"127.0.0.1:{self.sip_port}",
             },
         )
         self.fake_twilio = Child(
@@ -335,6 +432,9 @@ class Demo:
         )
         self.sink_lines = LineWatch(self.sink)
         self._reader: asyncio.Task[None] | None = None
+
+    def ports(self) -> list[int]:
+        return [self.internal_port, self.public_port, self.fake_port, self.sink_port]
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -423,6 +523,7 @@ class Demo:
         await self._wait_up(self.daemon, self.internal + "/ready", READY_WITHIN)
         ready = time.monotonic() - started
         say(f"   daemon       internal API {self.internal}, public {self.public}")
+        say(f"                SIP sip:127.0.0.1:{self.sip_port} (UDP and TCP)")
         say(f"                embedded PostgreSQL in its data directory; ready in {ready:.1f} s")
 
     async def _wait_up(self, child: Child, url: str, within: float) -> None:
@@ -470,6 +571,7 @@ class Demo:
         await self.inbound(t, config)
         await self.reply(t)
         await self.why(t, config)
+        await self.phones(t)
 
     async def sms_config(self, t: str, trunk_id: str) -> Json:
         step(3, "Attach a Twilio SMS configuration to the trunk")
@@ -657,6 +759,156 @@ class Demo:
             for line in wrapped(problem, WIDTH - 9):
                 note(f"  {line}")
 
+    # --- texts on the phones ---
+
+    async def phones(self, t: str) -> None:
+        step(17, "Texts on the phones: SIPp plays the front desk phone behind the PBX")
+        if SIPP is None:
+            note("SIPp is not installed (Debian package sip-tester): this step is skipped.")
+            return
+        phone_log = self.base / "phone-messages.log"
+        phone = self.sipp("SIPp phone", "phone", PHONE_SCENARIO, self.phone_port, phone_log)
+        self.children.append(phone)
+        await phone.start(cwd=self.base)
+        await self._wait_udp(phone, self.phone_port)
+        note(f"the phone answers MESSAGEs at sip:127.0.0.1:{self.phone_port} (UDP)")
+        settings = {
+            "domain": PBX_DOMAIN,
+            "proxy": f"sip:127.0.0.1:{self.phone_port};transport=udp",
+            "allowed_sources": ["127.0.0.1/32"],
+        }
+        sip = await self.api("PUT", t + "/sip", settings)
+        answer(200, f"SIP on: domain {sip['domain']}, MESSAGEs to {sip['proxy']}")
+        sources = ", ".join(sip["allowed_sources"])
+        note(f"a MESSAGE from {sources} with From …@{sip['domain']} is a send from a phone")
+
+        step(18, "Give the front desk its SIP address")
+        extensions = await self.api(
+            "PUT",
+            t + "/extensions",
+            [
+                {
+                    "extension": "101",
+                    "name": "Front desk",
+                    "dids": [MAIN_NUMBER],
+                    "sip_uri": FRONT_DESK_URI,
+                },
+                {"extension": "102", "name": "Dr. Lee"},
+            ],
+        )
+        answer(200, f"{len(extensions['items'])} extensions")
+        for item in extensions["items"]:
+            address = item["sip_uri"] or f"sip:{item['extension']}@{PBX_DOMAIN} (the default)"
+            note(f"extension {item['extension']} {item['name']!r}: {address}")
+
+        await self.text_to_phone(t, phone, phone_log)
+        await self.reply_from_phone(t)
+
+    def sipp(self, name: str, scenario: str, xml: str, port: int, log: Path, *args: str) -> Child:
+        """SIPp on loopback UDP ``port``, the lines of its scenario's log actions in ``log``."""
+        assert SIPP is not None
+        (self.base / f"{scenario}.xml").write_text(xml)
+        return Child(
+            name,
+            [
+                *("-sf", f"{scenario}.xml", "-i", "127.0.0.1", "-p", str(port), "-t", "u1"),
+                *("-trace_logs", "-log_file", str(log), "-nostdin", *args),
+            ],
+            self.base / f"sipp-{scenario}.log",
+            {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
+            program=SIPP,
+        )
+
+    async def _wait_udp(self, child: Child, port: int) -> None:
+        deadline = time.monotonic() + STEP_WITHIN
+        while udp_free(port):
+            child.check_alive()
+            if time.monotonic() > deadline:
+                raise DemoError(f"the {child.name} did not listen on UDP port {port}")
+            await asyncio.sleep(0.05)
+
+    async def text_to_phone(self, t: str, phone: Child, phone_log: Path) -> None:
+        step(19, "A customer texts the main number: the front desk phone shows it")
+        body = {"from": CUSTOMER, "to": MAIN_NUMBER, "body": PHONE_TEXT}
+        show_request("POST", self.fake + "/_fake/inbound", body)
+        sent = await self.control("POST", "/_fake/inbound", body)
+        answer(200, f"Twilio message {sent['message_sid']}, signed, sent where the number says")
+        note(f"the bridge answered the webhook: {sent['answer']['status']}")
+
+        async def shown() -> Json:
+            phone.check_alive()
+            lines = read_lines(phone_log)
+            return lines if any(line.startswith("text:") for line in lines) else None
+
+        note("The phone (SIPp) got a MESSAGE from the bridge and answered 200 OK:")
+        for line in await self.poll(shown, "the MESSAGE to reach the phone"):
+            say(f"     phone| {line}")
+
+        listed = await self.api("GET", t + "/messages?direction=inbound", quiet=True)
+        path = f"{t}/messages/{listed['items'][0]['id']}"
+
+        async def delivered() -> Json:
+            # Only one message's own view lists its deliveries; both channels, once settled.
+            found = await self.api("GET", path, quiet=True)
+            states = {d["channel"]: d["status"] for d in found["deliveries"] or []}
+            settled = states.get("sip") == "delivered" and "pending" not in states.values()
+            return found if settled else None
+
+        message = await self.poll(delivered, "the API to show the text delivered to the phone")
+        outcomes = ", ".join(
+            f"{d['channel']}{' ' + d['extension'] if d.get('extension') else ''} {d['status']}"
+            for d in message["deliveries"] or []
+        )
+        note(f"the API lists {message['id']}: {outcomes}")
+
+    async def reply_from_phone(self, t: str) -> None:
+        step(20, "The front desk replies from the phone (SIPp sends the PBX's MESSAGE)")
+        assert SIPP is not None
+        reply_log = self.base / "reply-answer.log"
+        [port] = free_sip_ports(1, [*self.ports(), self.sip_port, self.phone_port])
+        sender = self.sipp(
+            "SIPp reply",
+            "reply",
+            REPLY_SCENARIO,
+            port,
+            reply_log,
+            *("-m", "1", "-timeout", f"{STEP_WITHIN:.0f}s", "-timeout_error"),
+            f"127.0.0.1:{self.sip_port}",
+        )
+        say(f"   → MESSAGE sip:{CUSTOMER}@127.0.0.1:{self.sip_port}")
+        note(f'From: "Front desk" <sip:101@{PBX_DOMAIN}>, body {PHONE_REPLY!r}')
+        self.children.append(sender)
+        try:
+            await sender.start(cwd=self.base)
+            assert sender.process is not None
+            try:
+                code = await asyncio.wait_for(sender.process.wait(), STEP_WITHIN + 5)
+            except TimeoutError:
+                raise DemoError("SIPp's MESSAGE got no answer from the bridge") from None
+        finally:
+            await sender.stop(OTHER_STOP_WITHIN)
+            self.children.remove(sender)
+        lines = [line.strip() for line in read_lines(reply_log)]
+        status = lines[0].split(" ", 2) if lines else []
+        if code != 0 or len(status) < 3:
+            raise DemoError(f"the bridge did not answer the phone's MESSAGE 202 (SIPp exit {code})")
+        ids = lines[1:2] or ["no X-Bridge-Message-Id"]
+        answer(int(status[1]), f"{status[2]} once the send was committed; {ids[0]}")
+
+        async def outbound_sent() -> Json:
+            listed = await self.control("GET", "/_fake/messages")
+            found = [m for m in listed["messages"] if m["body"] == PHONE_REPLY]
+            return found[0] if found else None
+
+        show_request("GET", self.fake + "/_fake/messages", None)
+        twilio = await self.poll(outbound_sent, "the phone's reply to reach the fake Twilio")
+        answer(200, f"{twilio['sid']}  From={twilio['from']}  To={twilio['to']}")
+        note(f"Body={twilio['body']!r}")
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines() if path.exists() else []
+
 
 def wrapped(text: str, width: int) -> list[str]:
     """Lines of at most ``width``, broken at spaces only: URLs stay whole."""
@@ -705,7 +957,10 @@ async def demo(base: Path, children: list[Child]) -> None:
         await show.run()
         story = time.monotonic() - ready_at
         say()
-        say("Stopping the daemon (and its PostgreSQL), the fake Twilio and the PBX sink …")
+        others = (
+            "the fake Twilio, the PBX sink and SIPp" if SIPP else "the fake Twilio and the PBX sink"
+        )
+        say(f"Stopping the daemon (and its PostgreSQL), {others} …")
     finally:
         await show.stop()
         await asyncio.to_thread(stop_stray_postgres, show.data_dir)

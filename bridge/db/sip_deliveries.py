@@ -65,9 +65,10 @@ WHERE id = $1 AND claimed_by = $2
 """
 
 _DELIVERED = """
-UPDATE sip_deliveries SET status = 'delivered', delivered_at = now(), claimed_by = NULL,
-       last_error = NULL, parts_sent = $3
-WHERE id = $1 AND claimed_by = $2
+UPDATE sip_deliveries d SET status = 'delivered', delivered_at = now(), claimed_by = NULL,
+       last_error = NULL, parts_sent = u.parts_sent
+FROM unnest($1::text[], $3::int[]) AS u(id, parts_sent)
+WHERE d.id = u.id AND d.claimed_by = $2
 """
 
 _RETRY_LATER = """
@@ -206,8 +207,9 @@ async def progress(conn: Connection, job_id: str, worker: str, parts_sent: int) 
     await conn.execute(_PROGRESS, job_id, worker, parts_sent)
 
 
-async def delivered(conn: Connection, job_id: str, worker: str, parts_sent: int) -> None:
-    await conn.execute(_DELIVERED, job_id, worker, parts_sent)
+async def delivered(conn: Connection, done: Sequence[tuple[str, int]], worker: str) -> None:
+    """Answered 2xx: each (delivery, parts sent), only while ``worker`` still holds it."""
+    await conn.execute(_DELIVERED, [d for d, _ in done], worker, [n for _, n in done])
 
 
 async def retry_later(

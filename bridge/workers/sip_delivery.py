@@ -4,6 +4,8 @@ tenant's proxy, stored and forwarded while the phone is away."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Sequence
 
 from bridge.crypto import SecretBox, sip_secret_context
 from bridge.db import sip_deliveries as repo
@@ -11,6 +13,8 @@ from bridge.db.claims import worker_id
 from bridge.db.notify import SIP, Listener, poll_forever
 from bridge.db.pool import Database
 from bridge.db.sip_deliveries import SipJob
+from bridge.errors import DatabaseUnavailable
+from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.sip import (
@@ -24,7 +28,13 @@ from bridge.sip import (
 
 log = get_logger(__name__)
 
-BATCH = 16
+BATCH = 32
+# Claims in flight at once per process, each lane a worker of its own (a claim re-takes what
+# its own worker still holds): while one lane waits for the phones' answers, the other claims
+# and sends. Measured with SIPp as the phone (make bench): one lane of 16 drained a backlog at
+# about 640 MESSAGEs/s and held 250/s within a p99 of 250 ms; two of 32 drain 840/s and hold
+# 350/s; four of 64 overran the phone (140/s, retransmissions).
+LANES = 2
 # Answers that mean "the phone is off or away": the text waits and is tried again.
 AWAY = frozenset({404, 408, 480, 486})
 
@@ -62,32 +72,59 @@ class SipDeliveryWorker:
         self._base = retry_base_seconds
         self._cap = retry_cap_seconds
         self._stale = stale_seconds
-        self.worker_id = worker_id("sip")
-
-    async def run(self) -> None:
-        await poll_forever(
-            "sip", self._listener, SIP, self.deliver_due, batch=BATCH, poll_seconds=self._poll
+        self.worker_ids = [worker_id("sip") for _ in range(LANES)]
+        self.worker_id = self.worker_ids[0]
+        # Deliveries the phones took at about the same time are recorded in one statement.
+        self._delivered: GroupCommit[tuple[str, str, int], None] = GroupCommit(
+            self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
         )
 
-    async def deliver_due(self) -> int:
+    async def run(self) -> None:
+        await asyncio.gather(
+            *(
+                poll_forever(
+                    "sip",
+                    self._listener,
+                    SIP,
+                    functools.partial(self.deliver_due, worker),
+                    batch=BATCH,
+                    poll_seconds=self._poll,
+                )
+                for worker in self.worker_ids
+            )
+        )
+
+    async def deliver_due(self, worker: str | None = None) -> int:
+        worker = worker or self.worker_id
         async with self._db.connection() as conn:
-            jobs = await repo.claim(conn, self.worker_id, BATCH, self._stale)
+            jobs = await repo.claim(conn, worker, BATCH, self._stale)
         if jobs:
-            await asyncio.gather(*(self._deliver(job) for job in jobs))
+            await asyncio.gather(*(self._deliver(job, worker) for job in jobs))
         return len(jobs)
+
+    async def _record_delivered(self, done: Sequence[tuple[str, str, int]]) -> list[None]:
+        by_worker: dict[str, list[tuple[str, int]]] = {}
+        for worker, job_id, sent in done:
+            by_worker.setdefault(worker, []).append((job_id, sent))
+        async with self._db.connection() as conn:
+            for worker, jobs in by_worker.items():
+                await repo.delivered(conn, jobs, worker)
+        return [None] * len(done)
 
     def retry_delay(self, attempts: int) -> float:
         """30 s, doubling, at most 15 min (by default)."""
         return float(min(self._cap, self._base * 2 ** max(0, attempts - 1)))
 
-    async def _deliver(self, job: SipJob) -> None:
+    async def _deliver(self, job: SipJob, worker: str) -> None:
         try:
             destination = parse_proxy(job.proxy)
             # The phone shows the remote's number, and a reply goes back to it (design §10).
             sender = NameAddr(f"sip:{job.from_number}@{job.domain}", job.from_number)
             recipient = NameAddr(job.uri)
         except SipParseError as exc:
-            await self._dead(job, f"the tenant's SIP settings do not parse: {exc}", job.parts_sent)
+            await self._dead(
+                job, worker, f"the tenant's SIP settings do not parse: {exc}", job.parts_sent
+            )
             return
         parts = split_body(job.body) if destination.transport == "udp" else [job.body]
         headers = [("X-Bridge-DID", job.did)] if job.did else []
@@ -111,17 +148,16 @@ class SipDeliveryWorker:
             sent += 1
             if sent < len(parts):
                 async with self._db.connection() as conn:
-                    await repo.progress(conn, job.id, self.worker_id, sent)
+                    await repo.progress(conn, job.id, worker, sent)
         if outcome is None or outcome.ok:
-            async with self._db.connection() as conn:
-                await repo.delivered(conn, job.id, self.worker_id, sent)
+            await self._delivered.submit((worker, job.id, sent))
             self._metrics.sip_messages.labels("to_phone", "delivered").inc()
             log.info("sip.delivered", message_id=job.message_id, extension=job.extension)
             return
         if away(outcome) and job.age_seconds < job.max_age_hours * 3600:
             delay = self.retry_delay(job.attempts)
             async with self._db.connection() as conn:
-                await repo.retry_later(conn, job.id, self.worker_id, delay, str(outcome), sent)
+                await repo.retry_later(conn, job.id, worker, delay, str(outcome), sent)
             self._metrics.sip_messages.labels("to_phone", "retry").inc()
             log.info(
                 "sip.retry",
@@ -132,7 +168,7 @@ class SipDeliveryWorker:
                 error=str(outcome),
             )
             return
-        await self._dead(job, str(outcome), sent)
+        await self._dead(job, worker, str(outcome), sent)
 
     def _credentials(self, job: SipJob) -> tuple[str, str] | None:
         if job.auth_username is None or job.auth_password is None:
@@ -140,8 +176,8 @@ class SipDeliveryWorker:
         context = sip_secret_context(job.tenant_id, "auth_password")
         return job.auth_username, self._box.open(job.auth_password, context)
 
-    async def _dead(self, job: SipJob, error: str, sent: int) -> None:
+    async def _dead(self, job: SipJob, worker: str, error: str, sent: int) -> None:
         async with self._db.connection() as conn:
-            await repo.dead(conn, job.id, self.worker_id, error, sent)
+            await repo.dead(conn, job.id, worker, error, sent)
         self._metrics.sip_messages.labels("to_phone", "dead").inc()
         log.warning("sip.dead", message_id=job.message_id, extension=job.extension, error=error)

@@ -22,6 +22,7 @@ from bridge.sip import (
     Timers,
     build_response,
 )
+from tests.sipp import answer
 
 SIPP = shutil.which("sipp")
 SIPSAK = shutil.which("sipsak")
@@ -64,7 +65,7 @@ UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
-UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+UAS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="a phone that challenges, then checks the digest itself">
   <recv request="MESSAGE" />
   <send><![CDATA[
@@ -91,15 +92,7 @@ UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     Content-Length: 0
   ]]></send>
   <label id="good" />
-  <send><![CDATA[
-    SIP/2.0 200 OK
-    [last_Via:]
-    [last_From:]
-    [last_To:];tag=[pid]SIPpTag[call_number]
-    [last_Call-ID:]
-    [last_CSeq:]
-    Content-Length: 0
-  ]]></send>
+  {answer("200 OK")}
   <label id="done" />
 </scenario>
 """

@@ -19,6 +19,7 @@ import pytest
 
 from bridge.web.keys import RUNTIME
 from tests.daemon import free_port
+from tests.sipp import answer
 from tests.waiting import eventually
 from tests.web.bridge_env import Env
 from tests.web.test_outbound import US_MOBILE, message, wait_status
@@ -35,20 +36,11 @@ TRANSPORTS = pytest.mark.parametrize(
 
 # --- scenarios ---------------------------------------------------------------------------------
 
-ANSWER = """
-    SIP/2.0 {status}
-    [last_Via:]
-    [last_From:]
-    [last_To:];tag=[pid]SIPpTag[call_number]
-    [last_Call-ID:]
-    [last_CSeq:]
-    Content-Length: 0
-"""
 
 PHONE_ANSWERS_200 = f"""<?xml version="1.0" encoding="UTF-8" ?>
 <scenario name="a phone that takes the text">
   <recv request="MESSAGE" />
-  <send><![CDATA[{ANSWER.format(status="200 OK")}]]></send>
+  {answer("200 OK")}
 </scenario>
 """
 
@@ -65,9 +57,9 @@ PHONE_AWAY_THEN_BACK = f"""<?xml version="1.0" encoding="UTF-8" ?>
     </action>
   </nop>
   <nop hide="true" test="back" next="back" />
-  <send next="done"><![CDATA[{ANSWER.format(status="480 Temporarily Unavailable")}]]></send>
+  {answer("480 Temporarily Unavailable", then="done")}
   <label id="back" />
-  <send><![CDATA[{ANSWER.format(status="200 OK")}]]></send>
+  {answer("200 OK")}
   <label id="done" />
 </scenario>
 """
