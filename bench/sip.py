@@ -597,6 +597,7 @@ async def sip_phase(workdir: Path, parts: Collection[str] = PARTS) -> SipFigures
     if problem is not None:
         raise RuntimeError(problem)
     figures = SipFigures(0.0, 0, 0.0, 0.0, 0.0, 0, 0)
+    os.makedirs(workdir, exist_ok=True)
     async with stack(workdir) as (_daemon, fake, sip_port, phone, webhook_url):
         if "to-phones" in parts:
             await to_phones(figures, webhook_url, phone, workdir)

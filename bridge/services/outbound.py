@@ -184,11 +184,9 @@ def routing_view(config: SendingConfig) -> ConfigView:
         enabled=config.enabled,
         sender_id=config.sender_id,
         messaging_service_sid=config.messaging_service_sid,
-        numbers=frozenset(n for n, v in config.numbers.items() if "sms" in v.channels),
+        numbers=frozenset(config.texting),
         allowed_countries=frozenset(config.allowed_countries),
-        whatsapp_numbers=frozenset(
-            n for n, v in config.numbers.items() if "whatsapp" in v.channels
-        ),
+        whatsapp_numbers=config.whatsapp,
     )
 
 
@@ -472,7 +470,7 @@ class OutboundService:
             raise CountryNotAllowed.field("to", f"{country or 'unknown'} is not allowed")
         notes = ["test message: sent from this configuration, outbound rules not consulted"]
         kind: SenderKind
-        texting = [n for n, v in config.numbers.items() if "sms" in v.channels]
+        texting = config.texting
         if config.sender_id and country not in NO_ALPHANUMERIC_SENDER:
             kind, sender = "alphanumeric", config.sender_id
         elif texting:

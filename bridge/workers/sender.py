@@ -111,6 +111,10 @@ class LeaseKeeper:
 # time; a faster sender overlaps texts to different recipients, never two to the same one, so
 # every conversation's texts still reach Twilio one after another, in order.
 PIPELINE_SECONDS = 0.25
+# How late a start may be and still keep its sender's schedule: a fetch or a busy loop of a few
+# intervals is caught up (at most this long's worth of texts go out back to back), so a fast
+# sender keeps its pace on a loaded machine.
+SCHEDULE_SLACK = timedelta(seconds=0.1)
 MAX_IN_FLIGHT = 32
 
 
@@ -262,10 +266,11 @@ class SendWorker:
                     # The slot is taken when the create starts, whatever its outcome. Slots
                     # follow a schedule: a start a little late (a fetch, a busy loop) does not
                     # push every later one back, so the pace holds on average. After an idle
-                    # spell the schedule starts again from now, so nothing bursts.
+                    # spell (longer than an interval and SCHEDULE_SLACK) the schedule starts
+                    # again from now, so nothing bursts.
                     interval = timedelta(seconds=job.segments / job.mps)
                     started = datetime.now(UTC)
-                    on_schedule = started - next_free < interval
+                    on_schedule = started - next_free < max(interval, SCHEDULE_SLACK)
                     next_free = (next_free if on_schedule else started) + interval
                     running[asyncio.create_task(self._send(job, keeper))] = job.message_id
                 await self._reap(running, block=False)

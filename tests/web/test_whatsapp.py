@@ -243,7 +243,17 @@ async def test_a_whatsapp_sender_has_a_queue_and_a_pace_of_its_own() -> None:
         ),
         "+15551230003": SendingNumber("+15551230003", "toll_free", 20.0, frozenset({"whatsapp"})),
     }
-    config = SendingConfig(ConfigId("cfg_1"), TrunkId("trk_1"), True, None, None, ["US"], numbers)
+    config = SendingConfig(
+        ConfigId("cfg_1"),
+        TrunkId("trk_1"),
+        True,
+        None,
+        None,
+        ["US"],
+        numbers,
+        texting=("+15551230001", "+15551230002"),
+        whatsapp=frozenset({"+15551230002", "+15551230003"}),
+    )
 
     def plan(sender: str, channel: Any) -> OutboundPlan:
         return OutboundPlan(
