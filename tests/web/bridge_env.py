@@ -11,6 +11,14 @@ from bridge.fake_twilio import FakeTwilio
 from tests.sink import Sink
 from tests.web.conftest import Api
 
+# The bridge of tests/web with SIP on a loopback port and a quick store-and-forward.
+SIP_SETTINGS: dict[str, Any] = {
+    "sip_listen": "127.0.0.1:0",
+    "sip_retry_base_seconds": 0.3,
+    "sip_retry_cap_seconds": 1.0,
+    "worker_poll_seconds": 0.2,
+}
+
 
 @dataclass
 class Env:

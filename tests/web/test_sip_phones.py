@@ -29,7 +29,7 @@ from tests.pbx_sip import (
     status_of,
 )
 from tests.waiting import eventually
-from tests.web.bridge_env import Env
+from tests.web.bridge_env import SIP_SETTINGS, Env
 from tests.web.test_outbound import US_MOBILE, message, wait_status
 
 DOMAIN = "acme.pbx.example.com"
@@ -37,12 +37,7 @@ DOMAIN = "acme.pbx.example.com"
 
 @pytest.fixture
 def env_overrides() -> dict[str, Any]:
-    return {
-        "sip_listen": "127.0.0.1:0",
-        "sip_retry_base_seconds": 0.3,
-        "sip_retry_cap_seconds": 1.0,
-        "worker_poll_seconds": 0.2,
-    }
+    return dict(SIP_SETTINGS)
 
 
 @pytest.fixture

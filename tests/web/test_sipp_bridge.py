@@ -21,7 +21,7 @@ from bridge.web.keys import RUNTIME
 from tests.daemon import free_port
 from tests.sipp import answer
 from tests.waiting import eventually
-from tests.web.bridge_env import Env
+from tests.web.bridge_env import SIP_SETTINGS, Env
 from tests.web.test_outbound import US_MOBILE, message, wait_status
 
 SIPP = shutil.which("sipp")
@@ -267,13 +267,7 @@ def distinct(messages: list[Traced]) -> list[Traced]:
 
 @pytest.fixture
 def env_overrides() -> dict[str, Any]:
-    """The bridge of tests/web with SIP on a loopback port and quick store-and-forward."""
-    return {
-        "sip_listen": "127.0.0.1:0",
-        "sip_retry_base_seconds": 0.3,
-        "sip_retry_cap_seconds": 1.0,
-        "worker_poll_seconds": 0.2,
-    }
+    return dict(SIP_SETTINGS)
 
 
 def sip_port(env: Env) -> int:
