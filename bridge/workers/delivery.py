@@ -68,7 +68,6 @@ class DeliveryWorker:
         # Each lane claims as a worker of its own: a claim query re-takes what its own worker
         # still holds (the leftovers of a failed batch), which must never be another lane's.
         self.worker_ids = [worker_id("delivery") for _ in range(lanes)]
-        self.worker_id = self.worker_ids[0]
 
     async def run(self) -> None:
         """Until cancelled: deliver what is due, then sleep until notified or polled."""
@@ -85,8 +84,8 @@ class DeliveryWorker:
         ]
         await asyncio.gather(*lanes)
 
-    async def deliver_due(self, worker: str | None = None) -> int:
-        worker = worker or self.worker_id
+    async def deliver_due(self, worker: str) -> int:
+        """One lane's claim: due items, delivered, as ``worker``."""
         async with self._db.connection() as conn:
             claimed = await repo.claim(conn, worker, BATCH, self._stale)
         if claimed:

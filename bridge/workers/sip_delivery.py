@@ -73,7 +73,6 @@ class SipDeliveryWorker:
         self._cap = retry_cap_seconds
         self._stale = stale_seconds
         self.worker_ids = [worker_id("sip") for _ in range(LANES)]
-        self.worker_id = self.worker_ids[0]
         # Deliveries the phones took at about the same time are recorded in one statement.
         self._delivered: GroupCommit[tuple[str, str, int], None] = GroupCommit(
             self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
@@ -94,8 +93,8 @@ class SipDeliveryWorker:
             )
         )
 
-    async def deliver_due(self, worker: str | None = None) -> int:
-        worker = worker or self.worker_id
+    async def deliver_due(self, worker: str) -> int:
+        """One lane's claim: due items, delivered, as ``worker``."""
         async with self._db.connection() as conn:
             jobs = await repo.claim(conn, worker, BATCH, self._stale)
         if jobs:

@@ -65,7 +65,14 @@ PHONE_AWAY_THEN_BACK = f"""<?xml version="1.0" encoding="UTF-8" ?>
 """
 
 
-def pbx_message(branch: str, retrans_ms: int = 500) -> str:
+def pbx_message(
+    branch: str,
+    retrans_ms: int = 500,
+    *,
+    cseq: int = 1,
+    auth: str = "",
+    expect: str = '<recv response="202" />',
+) -> str:
     """A phone's text as the PBX relays it: From the extension at the tenant's domain, to the
     dialled number; `[text]` is the body given with `-key text`, `[size]` its length in bytes.
 
@@ -79,15 +86,15 @@ def pbx_message(branch: str, retrans_ms: int = 500) -> str:
     From: "Front desk" <sip:101@{DOMAIN}>;tag=[pid]SIPp[call_number]
     To: <sip:{US_MOBILE}@{DOMAIN}>
     Call-ID: [call_id]
-    CSeq: 1 MESSAGE
-    Max-Forwards: 70
+    CSeq: {cseq} MESSAGE
+    Max-Forwards: 70{auth}
     Content-Type: text/plain;charset=UTF-8
     Content-Length: [size]
 
     [text]
   ]]></send>
   <recv response="100" optional="true" />
-  <recv response="202" />
+  {expect}
 """
 
 
@@ -440,39 +447,14 @@ async def test_sipps_own_udp_retransmissions_while_the_bridge_commits_send_once(
 
 
 # The PBX proves itself: SIPp answers the first challenge it reads, and knows only MD5.
-PBX_WITH_DIGEST = f"""<?xml version="1.0" encoding="UTF-8" ?>
-<scenario name="a PBX relaying a text, answering the bridge's challenge">
-  <send retrans="500"><![CDATA[
-    MESSAGE sip:{US_MOBILE}@[remote_ip]:[remote_port] SIP/2.0
-    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-    From: <sip:101@{DOMAIN}>;tag=[pid]SIPp[call_number]
-    To: <sip:{US_MOBILE}@{DOMAIN}>
-    Call-ID: [call_id]
-    CSeq: 1 MESSAGE
-    Max-Forwards: 70
-    Content-Type: text/plain;charset=UTF-8
-    Content-Length: [size]
-
-    [text]
-  ]]></send>
-  <recv response="407" auth="true" />
-  <send retrans="500"><![CDATA[
-    MESSAGE sip:{US_MOBILE}@[remote_ip]:[remote_port] SIP/2.0
-    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-    From: <sip:101@{DOMAIN}>;tag=[pid]SIPp[call_number]
-    To: <sip:{US_MOBILE}@{DOMAIN}>
-    Call-ID: [call_id]
-    CSeq: 2 MESSAGE
-    Max-Forwards: 70
-    [authentication username=pbx password=pbx-inbound-secret]
-    Content-Type: text/plain;charset=UTF-8
-    Content-Length: [size]
-
-    [text]
-  ]]></send>
-  <recv response="202" />
-</scenario>
-"""
+PBX_WITH_DIGEST = pbx_scenario(
+    pbx_message("[branch]", expect='<recv response="407" auth="true" />'),
+    pbx_message(
+        "[branch]",
+        cseq=2,
+        auth="\n    [authentication username=pbx password=pbx-inbound-secret]",
+    ),
+)
 
 
 @TRANSPORTS
