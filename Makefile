@@ -40,8 +40,12 @@ peers:
 		else echo "not installed:$$missing (apt-get install$$missing): the SIP interop tests will skip"; fi; \
 	fi
 
+# Two test processes (pytest-xdist): most of a test's time is waiting on sockets and
+# PostgreSQL, so two of them share two cores well. The fault suite stays on one of them, in
+# turn (tests/faults/conftest.py): its tests load the machine on purpose.
+TEST_JOBS ?= 2
 test: lint peers
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --numprocesses $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 # A tenant admin's first day, on loopback: daemon, fake Twilio and a PBX sink.
 demo: $(VENV)/.installed

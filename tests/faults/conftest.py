@@ -12,6 +12,14 @@ from bridge.log import configure_logging
 from tests.daemon import Daemon
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One test process runs the fault suite, one test after another (`make test` runs two):
+    each test loads the machine on purpose, and two at once would measure each other."""
+    for item in items:
+        if "tests/faults/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("faults"))
+
+
 @pytest.fixture
 def daemons() -> Iterator[list[Daemon]]:
     """Daemons a test started; each is stopped (or killed) afterwards, whatever happened."""

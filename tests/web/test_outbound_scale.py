@@ -51,7 +51,12 @@ async def numbered_tenant(env: Env, senders: int) -> list[str]:
     return [e["extension"] for e in extensions[1:]]
 
 
-async def test_two_instances_send_1000_texts_each_created_once(
+# Enough for both instances to take texts of the same senders at once (the figure it prints is
+# no benchmark: `make bench` measures throughput).
+TEXTS = 400
+
+
+async def test_two_instances_share_400_texts_each_created_once(
     env: Env, settings: Settings, runtime_secrets: RuntimeSecrets
 ) -> None:
     extensions = await numbered_tenant(env, 20)
@@ -71,7 +76,7 @@ async def test_two_instances_send_1000_texts_each_created_once(
     try:
         started = time.monotonic()
         ids: list[str] = []
-        for start in range(0, 1000, 100):
+        for start in range(0, TEXTS, 100):
             replies = await asyncio.gather(
                 *(
                     send(
@@ -89,12 +94,12 @@ async def test_two_instances_send_1000_texts_each_created_once(
             ids += [r.body["id"] for r in replies]
         accepted = time.monotonic() - started
 
-        await env.wait_fake_messages(1000, within=90)
+        await env.wait_fake_messages(TEXTS, within=90)
         elapsed = time.monotonic() - started
         await asyncio.sleep(0.5)
         created = await env.fake_messages()
         bodies = [m["body"] for m in created]
-        assert len(bodies) == len(set(bodies)) == 1000, "each text created exactly once"
+        assert len(bodies) == len(set(bodies)) == TEXTS, "each text created exactly once"
         conn = await asyncpg.connect(settings.database_url.get_secret_value())
         try:
             rows = await conn.fetch(
@@ -108,8 +113,8 @@ async def test_two_instances_send_1000_texts_each_created_once(
             queued = [created_at[r["body"]] for r in rows if r["sender_key"] == sender]
             assert queued == sorted(queued), "one sender's texts reach Twilio in queue order"
         print(
-            f"\n1000 texts: accepted in {accepted:.2f}s, all created at the fake after "
-            f"{elapsed:.2f}s ({1000 / elapsed:.0f}/s end to end, two processes)"
+            f"\n{TEXTS} texts: accepted in {accepted:.2f}s, all created at the fake after "
+            f"{elapsed:.2f}s ({TEXTS / elapsed:.0f}/s end to end, two processes)"
         )
     finally:
         await client.close()
