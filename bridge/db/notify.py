@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import TypeVar
 
 import asyncpg
 
@@ -13,6 +14,8 @@ from bridge.errors import BridgeError
 from bridge.log import get_logger
 
 log = get_logger(__name__)
+
+Claimed = TypeVar("Claimed")
 
 EVENTS = "bridge_events"
 MEDIA = "bridge_media"
@@ -185,3 +188,54 @@ async def poll_forever(
             busy = 0
         if busy < batch:
             await wait_for(wake, poll_seconds)
+
+
+async def claim_in_turns(
+    name: str,
+    listener: Listener,
+    channel: str,
+    workers: Sequence[str],
+    claim: Callable[[str], Awaitable[Sequence[Claimed]]],
+    handle: Callable[[str, Sequence[Claimed]], Awaitable[object]],
+    *,
+    batch: int,
+    poll_seconds: float,
+) -> None:
+    """Lanes, one per worker id, that claim in turn and handle their claims side by side.
+
+    One lane at a time waits for work and claims; it hands the turn on as soon as its claim
+    is made, before handling what it took. So a notification costs one claim, not one per
+    lane (each lane claiming on every commit kept PostgreSQL busy finding nothing), and a full
+    claim lets the next lane claim at once while this one works. Rows a lane still holds are
+    leftovers of its own failed batch, which its next claim takes again (the claim queries
+    re-take their own worker's rows).
+    """
+    turn = asyncio.Lock()
+    wake = listener.waiter(channel)
+    more = True
+
+    async def lane(worker: str) -> None:
+        nonlocal wake, more
+        while True:
+            async with turn:
+                if not more:
+                    await wait_for(wake, poll_seconds)
+                # Taken before the claim: whatever is committed from now on wakes the next.
+                wake = listener.waiter(channel)
+                try:
+                    claimed = await claim(worker)
+                except (OSError, BridgeError) as exc:
+                    log.warning(f"{name}.loop_error", error=str(exc))
+                    claimed = ()
+                except Exception:
+                    log.exception(f"{name}.loop_crashed")
+                    claimed = ()
+                more = len(claimed) >= batch
+            if claimed:
+                try:
+                    await handle(worker, claimed)
+                except Exception:
+                    # A lane must outlive any one bad batch; the rows stay claimed, for a retry.
+                    log.exception(f"{name}.loop_crashed")
+
+    await asyncio.gather(*(lane(worker) for worker in workers))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Sequence
 
@@ -12,7 +11,7 @@ import aiohttp
 from bridge.crypto import SecretBox, delivery_secret_context
 from bridge.db import events as repo
 from bridge.db.claims import worker_id
-from bridge.db.notify import EVENTS, Listener, poll_forever
+from bridge.db.notify import EVENTS, Listener, claim_in_turns
 from bridge.db.pool import Database
 from bridge.errors import DatabaseUnavailable
 from bridge.events import sign
@@ -26,7 +25,7 @@ log = get_logger(__name__)
 
 BATCH = 64
 # Claims in flight at once per process: while one lane waits for the PBX's answers and the
-# database, the others claim and post. With one lane the loop's round trips (claim, posts,
+# database, another claims and posts. With one lane the loop's round trips (claim, posts,
 # acknowledgement) capped delivery near 1,300 events/s, below what the webhook path takes in.
 LANES = 4
 
@@ -70,27 +69,30 @@ class DeliveryWorker:
         self.worker_ids = [worker_id("delivery") for _ in range(lanes)]
 
     async def run(self) -> None:
-        """Until cancelled: deliver what is due, then sleep until notified or polled."""
-        lanes = [
-            poll_forever(
-                "delivery",
-                self._listener,
-                EVENTS,
-                functools.partial(self.deliver_due, worker),
-                batch=BATCH,
-                poll_seconds=self._poll,
-            )
-            for worker in self.worker_ids
-        ]
-        await asyncio.gather(*lanes)
+        """Until cancelled: lanes claim due events in turn and deliver them side by side."""
+        await claim_in_turns(
+            "delivery",
+            self._listener,
+            EVENTS,
+            self.worker_ids,
+            self._claim,
+            self._deliver_all,
+            batch=BATCH,
+            poll_seconds=self._poll,
+        )
 
     async def deliver_due(self, worker: str) -> int:
-        """One lane's claim: due items, delivered, as ``worker``."""
-        async with self._db.connection() as conn:
-            claimed = await repo.claim(conn, worker, BATCH, self._stale)
-        if claimed:
-            await asyncio.gather(*(self._deliver(event, worker) for event in claimed))
+        """One claim of due events, delivered, as ``worker``."""
+        claimed = await self._claim(worker)
+        await self._deliver_all(worker, claimed)
         return len(claimed)
+
+    async def _claim(self, worker: str) -> list[repo.Claimed]:
+        async with self._db.connection() as conn:
+            return await repo.claim(conn, worker, BATCH, self._stale)
+
+    async def _deliver_all(self, worker: str, claimed: Sequence[repo.Claimed]) -> None:
+        await asyncio.gather(*(self._deliver(event, worker) for event in claimed))
 
     async def _deliver(self, event: repo.Claimed, worker: str) -> None:
         body = event.payload.encode("utf-8")

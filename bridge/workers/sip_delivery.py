@@ -4,13 +4,12 @@ tenant's proxy, stored and forwarded while the phone is away."""
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
 
 from bridge.crypto import SecretBox, sip_secret_context
 from bridge.db import sip_deliveries as repo
 from bridge.db.claims import worker_id
-from bridge.db.notify import SIP, Listener, poll_forever
+from bridge.db.notify import SIP, Listener, claim_in_turns
 from bridge.db.pool import Database
 from bridge.db.sip_deliveries import SipJob
 from bridge.errors import DatabaseUnavailable
@@ -79,27 +78,29 @@ class SipDeliveryWorker:
         )
 
     async def run(self) -> None:
-        await asyncio.gather(
-            *(
-                poll_forever(
-                    "sip",
-                    self._listener,
-                    SIP,
-                    functools.partial(self.deliver_due, worker),
-                    batch=BATCH,
-                    poll_seconds=self._poll,
-                )
-                for worker in self.worker_ids
-            )
+        await claim_in_turns(
+            "sip",
+            self._listener,
+            SIP,
+            self.worker_ids,
+            self._claim,
+            self._deliver_all,
+            batch=BATCH,
+            poll_seconds=self._poll,
         )
 
     async def deliver_due(self, worker: str) -> int:
-        """One lane's claim: due items, delivered, as ``worker``."""
-        async with self._db.connection() as conn:
-            jobs = await repo.claim(conn, worker, BATCH, self._stale)
-        if jobs:
-            await asyncio.gather(*(self._deliver(job, worker) for job in jobs))
+        """One claim of due items, delivered, as ``worker``."""
+        jobs = await self._claim(worker)
+        await self._deliver_all(worker, jobs)
         return len(jobs)
+
+    async def _claim(self, worker: str) -> list[SipJob]:
+        async with self._db.connection() as conn:
+            return await repo.claim(conn, worker, BATCH, self._stale)
+
+    async def _deliver_all(self, worker: str, jobs: Sequence[SipJob]) -> None:
+        await asyncio.gather(*(self._deliver(job, worker) for job in jobs))
 
     async def _record_delivered(self, done: Sequence[tuple[str, str, int]]) -> list[None]:
         by_worker: dict[str, list[tuple[str, int]]] = {}
