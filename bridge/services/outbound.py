@@ -326,6 +326,12 @@ class OutboundService:
                 plan, config = await self.plan(conn, tenant_id, body)
             else:
                 plan, config = await self._test_plan(conn, tenant_id, test_config, body.to)
+            if origin == "sip" and body.channel is None and channel == "sms":
+                reply = await self._whatsapp_reply(conn, tenant_id, body, plan)
+                if reply is not None:
+                    body, plan, config = reply
+                    channel = "whatsapp"
+                    segments, encoding = segments_of(channel, body.body)
             if await opt_outs.is_opted_out(conn, plan.config_id, plan.destination, channel):
                 raise RecipientOptedOut.field("to", f"{plan.destination} has opted out (STOP)")
             if channel == "whatsapp" and body.content_sid is None:
@@ -369,6 +375,24 @@ class OutboundService:
             media=len(media),
         )
         return message
+
+    async def _whatsapp_reply(
+        self, conn: Connection, tenant_id: TenantId, body: SendRequest, plan: OutboundPlan
+    ) -> tuple[SendRequest, OutboundPlan, SendingConfig] | None:
+        """A phone has no channel to choose: its text goes by WhatsApp while the remote's
+        WhatsApp window with the number it would go from is open (the remote wrote by WhatsApp
+        in the last 24 hours, design §12), and by SMS otherwise."""
+        opened = await messages_repo.whatsapp_window_opened(
+            conn, plan.config_id, plan.sender, plan.destination, WHATSAPP_WINDOW_SECONDS
+        )
+        if opened is None:
+            return None
+        by_whatsapp = body.model_copy(update={"channel": "whatsapp"})
+        try:
+            whatsapp_plan, config = await self.plan(conn, tenant_id, by_whatsapp)
+        except RoutingError:
+            return None  # the number no longer sends by WhatsApp: SMS it is
+        return by_whatsapp, whatsapp_plan, config
 
     async def _require_window(self, conn: Connection, plan: OutboundPlan) -> None:
         """Free-form WhatsApp only inside the window the remote's last message opened."""

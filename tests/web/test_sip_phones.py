@@ -31,6 +31,7 @@ from tests.pbx_sip import (
 from tests.waiting import eventually
 from tests.web.bridge_env import SIP_SETTINGS, Env
 from tests.web.test_outbound import US_MOBILE, message, wait_status
+from tests.web.test_whatsapp import CUSTOMER, whatsapp_in, whatsapp_on
 
 DOMAIN = "acme.pbx.example.com"
 
@@ -279,6 +280,38 @@ async def test_a_phones_message_is_sent_once_and_answered_202(env: Env, phone: P
     assert status_of(again) == 202 and headers(again, "X-Bridge-Message-Id") == [message_id]
     await asyncio.sleep(0.5)
     assert len(await fake_creates(env, "Hi from 101")) == 1
+
+
+async def test_a_reply_to_a_whatsapp_text_goes_by_whatsapp_then_by_sms_once_the_window_closes(
+    env: Env, phone: Phone, settings: Settings
+) -> None:
+    """A phone has no channel to pick: its text follows the remote's WhatsApp thread while
+    the 24-hour window is open, and goes by SMS after it."""
+    await whatsapp_on(env)
+    await whatsapp_in(env, "Hola")
+    raw = phone_message(bridge_port=phone.bridge_port, local_port=phone.port, body="Desk reply")
+    answer = await phone.send(raw)
+    assert status_of(answer) == 202
+    [message_id] = headers(answer, "X-Bridge-Message-Id")
+    found = await wait_status(env, message_id, "read")
+    assert (found["channel"], found["from"], found["to"]) == ("whatsapp", env.number, US_MOBILE)
+    [created] = await fake_creates(env, "Desk reply")
+    assert (created["from"], created["to"]) == ("whatsapp:" + env.number, CUSTOMER)
+
+    # A day later the window has closed: the next text from the phone is an SMS.
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        await conn.execute("UPDATE messages SET created_at = created_at - interval '25 hours'")
+    finally:
+        await conn.close()
+    later = phone_message(bridge_port=phone.bridge_port, local_port=phone.port, body="Next day")
+    answer = await phone.send(later)
+    assert status_of(answer) == 202
+    [message_id] = headers(answer, "X-Bridge-Message-Id")
+    found = await wait_status(env, message_id, "queued", "sent", "delivered")
+    assert found["channel"] == "sms"
+    [created] = await fake_creates(env, "Next day")
+    assert (created["from"], created["to"]) == (env.number, US_MOBILE)
 
 
 async def test_cpim_is_unwrapped_and_typing_notices_are_sent_nowhere(
