@@ -385,7 +385,7 @@ def create_app(settings: Settings, secrets: RuntimeSecrets) -> web.Application:
         access[("GET", path)] = Access(public=True)
         access[("HEAD", path)] = Access(public=True)
     for route in ROUTES:
-        app.router.add_route(route.method, PREFIX + route.path, route.handler)
+        app.router.add_route(route.method, PREFIX + route.path, route.serve())
         access[(route.method, PREFIX + route.path)] = Access(admin_only=route.admin_only)
     app[ACCESS] = access
 

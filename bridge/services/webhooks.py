@@ -141,9 +141,14 @@ class WebhookAuth:
         self._cache: dict[str, tuple[float, WebhookConfig | None]] = {}
         self._diagnosed: dict[ConfigId, float] = {}
 
+    def forget(self) -> None:
+        """Configuration changed through this process: its next webhooks read it anew."""
+        self._cache.clear()
+
     async def config_for(self, token: str) -> WebhookConfig:
-        """The token's configuration, remembered for a second: Twilio sends in bursts, and a
-        change (disable, rotation grace ending) may take that second to be seen."""
+        """The token's configuration, remembered for a second: Twilio sends in bursts. A
+        change made through this process applies at once (`forget`); one made through another
+        process, or a rotation's grace ending, within that second."""
         now = time.monotonic()
         cached = self._cache.get(token)
         if cached is not None and cached[0] > now:

@@ -92,6 +92,24 @@ class ApiRoute:
     params: tuple[Param[Any], ...] = ()
     media_type: str = "application/json"
     description: str = ""
+    # Whether a successful call may change what webhooks are routed by (the default for
+    # anything but GET); sends, explanations and checks do not.
+    configures: bool = True
+
+    def serve(self) -> Handler:
+        """The handler as mounted: one that changes configuration makes this process's
+        webhooks see the change at once, not after their cache's second."""
+        if self.method == "GET" or not self.configures:
+            return self.handler
+        handler = self.handler
+
+        async def then_forget(request: web.Request) -> web.StreamResponse:
+            response = await handler(request)
+            if response.status < 400:
+                services_of(request).webhooks.forget()
+            return response
+
+        return then_forget
 
 
 def _path_id(name: str, what: str) -> Param[str]:
@@ -555,15 +573,15 @@ ROUTES: tuple[ApiRoute, ...] = (
              Page[OutboundRule]),
     ApiRoute("POST", T + "/routing/explain", explain,
              "Which rule and extensions a message would get, and why", ExplainRequest,
-             Explanation),
+             Explanation, configures=False),
     ApiRoute("POST", T + "/messages", send_message,
              "Send a text from an extension (optional Idempotency-Key header)", SendRequest,
-             Message, 202, params=(IDEMPOTENCY_KEY,)),
+             Message, 202, params=(IDEMPOTENCY_KEY,), configures=False),
     ApiRoute("POST", C + "/validate", validate_config, "Check the credentials against Twilio",
-             None, CredentialsCheck),
+             None, CredentialsCheck, configures=False),
     ApiRoute("POST", C + "/test-message", test_message,
              "Send a test text from this configuration (rules not consulted)",
-             TestMessageRequest, Message, 202),
+             TestMessageRequest, Message, 202, configures=False),
     ApiRoute("PUT", T + "/sip", put_sip,
              "Set the tenant's SIP settings (texts on the phones); passwords are write-only",
              SipSettingsPut, SipSettings),
@@ -574,7 +592,7 @@ ROUTES: tuple[ApiRoute, ...] = (
              204),
     ApiRoute("POST", T + "/extensions/{extension}/sip-retry", sip_retry,
              "Send the extension's texts waiting for its phone now (it registered again)",
-             None, SipRetried),
+             None, SipRetried, configures=False),
     ApiRoute("GET", T + "/messages", list_messages, "List messages, newest first", None,
              Page[Message], params=(*PAGED, *MESSAGE_FILTERS)),
     ApiRoute("GET", T + "/messages/{message_id}", get_message,

@@ -120,6 +120,11 @@ def errors_to(render: Render, *, refuse_nul: bool) -> Middleware:
                 exc.status, "http_error"
             )
             return render(exc.status, code, exc.reason, ())
+        except ConnectionResetError:
+            # The client went away mid-request (aiohttp says so when its body stops short):
+            # nothing of it was stored, and there is no one left to answer.
+            log.info("http.client_gone", method=request.method, route=route_name(request))
+            return render(400, "client_gone", "the client closed the connection", ())
         except Exception:
             log.exception("http.unhandled")
             return render(500, "internal_error", "internal error", ())

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from typing import Any
 
@@ -101,3 +103,28 @@ async def test_an_unexpected_failure_is_a_bare_500_from_the_error_table(
         assert "text/plain" not in response.headers.get("Content-Type", "")
     finally:
         await client.close()
+
+
+async def test_a_client_gone_mid_body_is_one_quiet_line_and_nothing_stored(
+    api: Api, capfd: pytest.CaptureFixture[str], secret_watch: SecretWatch
+) -> None:
+    owner = await provision(api, "A")
+    path = owner.config["webhook_url"].removeprefix(PUBLIC_BASE_URL.removesuffix("/sms"))
+    _, writer = await asyncio.open_connection("127.0.0.1", api.public_port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: pbx.example.test\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        "Content-Length: 1000\r\n\r\nBody=half".encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.transport.abort()
+    await asyncio.sleep(0.3)
+    out, err = capfd.readouterr()
+    assert not secret_watch.leaks_in(out + err)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    gone = [e for e in events if e["event"] == "http.client_gone"]
+    assert [(e["level"], e["method"]) for e in gone] == [("info", "POST")]
+    assert not [e for e in events if e["level"] in ("error", "critical")]
+    listed = await api.get(f"/tenants/{owner.id}/messages")
+    assert listed.status == 200 and listed.body["items"] == []

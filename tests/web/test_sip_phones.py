@@ -95,6 +95,18 @@ async def test_an_inbound_text_becomes_a_message_to_the_extension(env: Env, pbx:
     await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 1)
 
 
+async def test_sip_turned_on_applies_to_the_very_next_text(env: Env, pbx: Pbx) -> None:
+    """The webhook path remembers a configuration for a second; a change made through this
+    process applies at once (the demo turns SIP on and texts within that second)."""
+    before = await env.text_in("Before the phones")
+    assert before.webhook.answer.status == 200
+    await sip_on(env, pbx)
+    after = await env.text_in("Right after")
+    assert after.webhook.answer.status == 200
+    [got] = await pbx.wait_messages(1)
+    assert got.text == "Right after"
+
+
 async def test_a_whatsapp_text_reaches_the_phone_from_the_remotes_number(
     env: Env, pbx: Pbx
 ) -> None:
