@@ -82,6 +82,20 @@ class Api:
                 raise RuntimeError(f"{method} {path}: {response.status} {await response.text()}")
             return await response.json()
 
+    async def sms_config(
+        self, tenant: str, trunk: str, name: str, account_sid: str, auth_token: str, **fields: Any
+    ) -> Any:
+        """A US-only SMS configuration on ``trunk``, with an auth token, and ``fields``."""
+        body = {
+            "trunk_id": trunk,
+            "name": name,
+            "account_sid": account_sid,
+            "credential": {"type": "auth_token", "auth_token": auth_token},
+            "allowed_countries": ["US"],
+            **fields,
+        }
+        return await self("POST", f"/tenants/{tenant}/sms-configs", body)
+
 
 def form_value(record: dict[str, Any], name: str) -> str:
     return str(next(v for k, v in record["form"] if k == name))

@@ -260,34 +260,19 @@ async def provision(api: Api, sink: BenchSink) -> Tenant:
     # Shaping off for the throughput senders: far above what they will be asked for.
     numbers += [{"number": n, "mps": 10_000} for n in senders]
     numbers += [{"number": n, "mps": mps} for mps, n in SHAPED.items()]
-    config = await api(
-        "POST",
-        base + "/sms-configs",
-        {
-            "trunk_id": trunk,
-            "name": "Bench",
-            "account_sid": ACCOUNT_SID,
-            "credential": {"type": "auth_token", "auth_token": AUTH_TOKEN},
-            "numbers": numbers,
-            "allowed_countries": ["US"],
-        },
-    )
+    config = await api.sms_config(tenant, trunk, "Bench", ACCOUNT_SID, AUTH_TOKEN, numbers=numbers)
     extensions = [{"extension": "101", "dids": [INBOUND_DID]}]
     extensions += [{"extension": f"2{i:03d}", "dids": [n]} for i, n in enumerate(senders)]
     extensions += [{"extension": f"9{mps:03d}", "dids": [n]} for mps, n in SHAPED.items()]
     # Extension 3000 has no DID: its texts go out through the service's configuration.
     service_trunk = (await api("POST", base + "/trunks", {"name": "Service trunk"}))["id"]
-    await api(
-        "POST",
-        base + "/sms-configs",
-        {
-            "trunk_id": service_trunk,
-            "name": "Bench service",
-            "account_sid": ACCOUNT_SID,
-            "credential": {"type": "auth_token", "auth_token": AUTH_TOKEN},
-            "messaging_service_sid": SERVICE_SID,
-            "allowed_countries": ["US"],
-        },
+    await api.sms_config(
+        tenant,
+        service_trunk,
+        "Bench service",
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        messaging_service_sid=SERVICE_SID,
     )
     extensions.append({"extension": SERVICE_EXTENSION, "dids": []})
     await api("PUT", base + "/extensions", extensions)

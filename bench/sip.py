@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import aiohttp
 
 from bench.common import ROOT, Api, fake_count, fake_requests, form_value, process, say, wait_http
 from bridge.twilio.signature import compute_signature
-from tests.daemon import Daemon, free_port
+from tests.daemon import Daemon, free_port, udp_free
 from tests.sipp import answer
 
 LUA = ROOT / "bench" / "webhooks.lua"
@@ -135,26 +134,17 @@ class SipFigures:
 # --- processes -------------------------------------------------------------------------------
 
 
-def udp_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def free_sip_port() -> int:
     """A port free for both TCP and UDP: the bridge listens on both."""
     while True:
         port = free_port()
-        if not udp_taken(port):
+        if udp_free(port):
             return port
 
 
 async def wait_udp(port: int, child: subprocess.Popen[bytes], limit: float = 10) -> None:
     deadline = time.monotonic() + limit
-    while not udp_taken(port):
+    while udp_free(port):
         if child.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"SIPp did not listen on UDP port {port} (exit {child.poll()})")
         await asyncio.sleep(0.05)
@@ -321,17 +311,8 @@ async def provision(daemon: Daemon, phone_port: int) -> str:
         trunk = (await api("POST", base + "/trunks", {"name": "Trunk"}))["id"]
         # Shaping off for the phones' numbers: far above what they will be asked for.
         numbers = [{"number": did(k), "mps": 10_000} for k in range(PHONES)]
-        config = await api(
-            "POST",
-            base + "/sms-configs",
-            {
-                "trunk_id": trunk,
-                "name": "Bench",
-                "account_sid": ACCOUNT_SID,
-                "credential": {"type": "auth_token", "auth_token": AUTH_TOKEN},
-                "numbers": numbers,
-                "allowed_countries": ["US"],
-            },
+        config = await api.sms_config(
+            tenant, trunk, "Bench", ACCOUNT_SID, AUTH_TOKEN, numbers=numbers
         )
         extensions = [{"extension": str(FIRST_PHONE + k), "dids": [did(k)]} for k in range(PHONES)]
         await api("PUT", base + "/extensions", extensions)

@@ -131,7 +131,10 @@ def configure_logging(
         fmt = "console" if sys.stdout.isatty() else "json"
     # The redactor sees every value that did not come from this pipeline; level, logger name
     # and timestamp are added after it.
-    stamped: list[Processor] = [
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.format_exc_info,
+        redactor,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -143,13 +146,7 @@ def configure_logging(
     )
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.format_exc_info,
-            redactor,
-            *stamped,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         logger_factory=_line_writer,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # Not cached: tests and `check-config` configure again, and a logger bound once
@@ -159,12 +156,7 @@ def configure_logging(
     handler = StdoutHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[
-                structlog.contextvars.merge_contextvars,
-                structlog.processors.format_exc_info,
-                redactor,
-                *stamped,
-            ],
+            foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

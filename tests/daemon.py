@@ -41,6 +41,16 @@ def free_port() -> int:
         return port
 
 
+def udp_free(port: int) -> bool:
+    """Whether nothing listens on UDP ``port`` (a SIP peer needs it as well as TCP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class Daemon:
     """One `sms-bridge serve` process with its own ports and data directory."""
 

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import textwrap
@@ -41,7 +40,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.daemon import free_port
+from tests.daemon import free_port, udp_free
 from tests.sipp import answer
 
 # Fixed, made-up values: the demo runs against a fake Twilio, and the test checks that none of
@@ -337,15 +336,6 @@ class LineWatch:
                     await self._changed.wait()
         except TimeoutError:
             raise DemoError(f"the {self.child.name} did not show {what}") from None
-
-
-def udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def free_sip_ports(count: int, taken: list[int]) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
@@ -10,8 +9,7 @@ import aiohttp
 
 from bridge.crypto import SecretBox, delivery_secret_context
 from bridge.db import events as repo
-from bridge.db.claims import worker_id
-from bridge.db.notify import EVENTS, Listener, claim_in_turns
+from bridge.db.notify import EVENTS, Listener
 from bridge.db.pool import Database
 from bridge.errors import DatabaseUnavailable
 from bridge.events import sign
@@ -20,6 +18,7 @@ from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.models import EventId
 from bridge.retry import Backoff
+from bridge.workers.lanes import Lanes
 
 log = get_logger(__name__)
 
@@ -30,7 +29,7 @@ BATCH = 64
 LANES = 4
 
 
-class DeliveryWorker:
+class DeliveryWorker(Lanes[repo.Claimed]):
     """Claims due events with SKIP LOCKED, so any number of processes can share the queue."""
 
     def __init__(
@@ -47,8 +46,8 @@ class DeliveryWorker:
         backoff: Backoff | None = None,
         lanes: int = LANES,
     ) -> None:
+        super().__init__("delivery", listener, EVENTS, lanes=lanes, batch=BATCH, poll=poll_seconds)
         self._db = db
-        self._listener = listener
         self._session = session
         self._box = box
         self._metrics = metrics
@@ -57,42 +56,16 @@ class DeliveryWorker:
         # and another takes the event over, so a restart is not kept waiting long.
         self._stale = max(30.0, 3 * timeout)
         self._max_age = max_age_seconds
-        self._poll = poll_seconds
         self._backoff = backoff or Backoff()
         # Acknowledgements that arrive together are recorded together: one UPDATE (and one WAL
         # flush) for all of them instead of one each.
         self._acknowledged: GroupCommit[tuple[str, EventId], None] = GroupCommit(
             self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
         )
-        # Each lane claims as a worker of its own: a claim query re-takes what its own worker
-        # still holds (the leftovers of a failed batch), which must never be another lane's.
-        self.worker_ids = [worker_id("delivery") for _ in range(lanes)]
-
-    async def run(self) -> None:
-        """Until cancelled: lanes claim due events in turn and deliver them side by side."""
-        await claim_in_turns(
-            "delivery",
-            self._listener,
-            EVENTS,
-            self.worker_ids,
-            self._claim,
-            self._deliver_all,
-            batch=BATCH,
-            poll_seconds=self._poll,
-        )
-
-    async def deliver_due(self, worker: str) -> int:
-        """One claim of due events, delivered, as ``worker``."""
-        claimed = await self._claim(worker)
-        await self._deliver_all(worker, claimed)
-        return len(claimed)
 
     async def _claim(self, worker: str) -> list[repo.Claimed]:
         async with self._db.connection() as conn:
             return await repo.claim(conn, worker, BATCH, self._stale)
-
-    async def _deliver_all(self, worker: str, claimed: Sequence[repo.Claimed]) -> None:
-        await asyncio.gather(*(self._deliver(event, worker) for event in claimed))
 
     async def _deliver(self, event: repo.Claimed, worker: str) -> None:
         body = event.payload.encode("utf-8")

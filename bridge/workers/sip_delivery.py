@@ -3,13 +3,11 @@ tenant's proxy, stored and forwarded while the phone is away."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from bridge.crypto import SecretBox, sip_secret_context
 from bridge.db import sip_deliveries as repo
-from bridge.db.claims import worker_id
-from bridge.db.notify import SIP, Listener, claim_in_turns
+from bridge.db.notify import SIP, Listener
 from bridge.db.pool import Database
 from bridge.db.sip_deliveries import SipJob
 from bridge.errors import DatabaseUnavailable
@@ -24,6 +22,7 @@ from bridge.sip import (
     parse_proxy,
     split_body,
 )
+from bridge.workers.lanes import Lanes
 
 log = get_logger(__name__)
 
@@ -45,7 +44,7 @@ def away(outcome: Outcome) -> bool:
     return outcome.status in AWAY or 500 <= outcome.status < 600
 
 
-class SipDeliveryWorker:
+class SipDeliveryWorker(Lanes[SipJob]):
     """Claims due MESSAGEs with SKIP LOCKED (a phone's texts one at a time, in order), so any
     number of processes share the queue; nothing of it is kept in memory."""
 
@@ -62,45 +61,22 @@ class SipDeliveryWorker:
         retry_cap_seconds: float,
         stale_seconds: float,
     ) -> None:
+        super().__init__("sip", listener, SIP, lanes=LANES, batch=BATCH, poll=poll_seconds)
         self._db = db
-        self._listener = listener
         self._endpoint = endpoint
         self._box = box
         self._metrics = metrics
-        self._poll = poll_seconds
         self._base = retry_base_seconds
         self._cap = retry_cap_seconds
         self._stale = stale_seconds
-        self.worker_ids = [worker_id("sip") for _ in range(LANES)]
         # Deliveries the phones took at about the same time are recorded in one statement.
         self._delivered: GroupCommit[tuple[str, str, int], None] = GroupCommit(
             self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
         )
 
-    async def run(self) -> None:
-        await claim_in_turns(
-            "sip",
-            self._listener,
-            SIP,
-            self.worker_ids,
-            self._claim,
-            self._deliver_all,
-            batch=BATCH,
-            poll_seconds=self._poll,
-        )
-
-    async def deliver_due(self, worker: str) -> int:
-        """One claim of due items, delivered, as ``worker``."""
-        jobs = await self._claim(worker)
-        await self._deliver_all(worker, jobs)
-        return len(jobs)
-
     async def _claim(self, worker: str) -> list[SipJob]:
         async with self._db.connection() as conn:
             return await repo.claim(conn, worker, BATCH, self._stale)
-
-    async def _deliver_all(self, worker: str, jobs: Sequence[SipJob]) -> None:
-        await asyncio.gather(*(self._deliver(job, worker) for job in jobs))
 
     async def _record_delivered(self, done: Sequence[tuple[str, str, int]]) -> list[None]:
         by_worker: dict[str, list[tuple[str, int]]] = {}
