@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.crypto import Sealed
 from bridge.db.notify import EVENTS
-from bridge.db.pool import Connection, notify
+from bridge.db.pool import RELAXED_COMMIT, Connection, notify
 from bridge.events import conversation_key, new_event_id, payload
 from bridge.models import EventId, Message, MessageId, TenantId
 
@@ -21,6 +21,37 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json
      AS u(id, tenant_id, message_id, type, conversation, payload, status)
 """
 
+# The same, each event inserted already claimed by the handoff's worker ($8) when a claim
+# could take it now: pending, the first of its conversation in the batch ($9), nothing still
+# open before it in its conversation, and the tenant has a target. Returns what it took, as
+# a claim would.
+_INSERT_TAKING = """
+WITH queued AS (
+    INSERT INTO events (id, tenant_id, message_id, type, conversation, payload, delivery_status,
+        stream_seq, claimed_by, heartbeat_at, attempts)
+    SELECT u.id, u.tenant_id, u.message_id, u.type, u.conversation, u.payload, u.status,
+           CASE WHEN u.status = 'pending' THEN nextval('event_stream_seq') END,
+           CASE WHEN t.taken THEN $8 END, CASE WHEN t.taken THEN now() END,
+           CASE WHEN t.taken THEN 1 ELSE 0 END
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
+                $7::text[], $9::bool[])
+         AS u(id, tenant_id, message_id, type, conversation, payload, status, first)
+    CROSS JOIN LATERAL (
+        SELECT u.status = 'pending' AND u.first
+               AND EXISTS (SELECT 1 FROM delivery_targets d WHERE d.tenant_id = u.tenant_id)
+               AND NOT EXISTS (
+                   SELECT 1 FROM events p
+                   WHERE p.conversation = u.conversation
+                     AND p.delivery_status IN ('held', 'pending')) AS taken) t
+    RETURNING id, tenant_id, delivery_status, claimed_by IS NOT NULL AS taken,
+              CASE WHEN claimed_by IS NOT NULL THEN payload::text END AS payload
+)
+SELECT q.id, q.tenant_id, q.delivery_status, q.taken, q.payload, d.url, d.secret_key_id,
+       d.secret_sealed
+FROM queued q LEFT JOIN delivery_targets d ON q.taken AND d.tenant_id = q.tenant_id
+"""
+
+
 _HELD_FOR_MESSAGE = """
 SELECT id FROM events WHERE message_id = $1 AND delivery_status = 'held' FOR UPDATE
 """
@@ -31,9 +62,11 @@ UPDATE events SET payload = $2, delivery_status = 'pending', next_attempt_at = n
 WHERE id = $1 AND delivery_status = 'held'
 """
 
-_DELIVERED = """
+_DELIVERED = f"""
+{RELAXED_COMMIT}
 UPDATE events SET delivery_status = 'delivered', delivered_at = now(), claimed_by = NULL,
        last_error = NULL
+FROM relaxed_commit
 WHERE id = ANY ($1::text[]) AND claimed_by = $2
 """
 
@@ -80,12 +113,49 @@ class NewEvent:
     payload: dict[str, object] | None
 
 
-async def insert_many(conn: Connection, events: Sequence[tuple[NewEvent, bool]]) -> None:
-    """Queue events (each with whether it is held), in order, and wake the delivery workers."""
+@dataclass
+class Taker:
+    """A delivery worker that takes events as they are queued (see `Handoff`)."""
+
+    worker: str
+    receive: Callable[[Sequence[Claimed]], None]
+    has_room: Callable[[], bool]
+    # Set when events were queued behind others: the lanes are woken to look for them once
+    # a handed-over batch is delivered (the one that may have been in their way).
+    waiting: bool = False
+
+
+class Handoff:
+    """This process's delivery worker, given the events it can deliver now as they are queued.
+
+    They are inserted already claimed by it and handed over once their transaction commits:
+    a fresh event costs no claim query (and its row no claim update) and no wake-up. What the
+    handoff does not take (held, behind an open event of its conversation, more than the
+    worker has room for, no worker running here) is claimed by the lanes as before. A process
+    that dies holding handed-over events releases them as any worker's claims (design §8):
+    they are delivered again, with the same event ids.
+    """
+
+    def __init__(self) -> None:
+        self._taker: Taker | None = None
+
+    def attach(self, taker: Taker | None) -> None:
+        self._taker = taker
+
+    def taker(self) -> Taker | None:
+        """The worker that takes events now, unless none runs here or it has no room."""
+        taker = self._taker
+        return taker if taker is not None and taker.has_room() else None
+
+
+async def insert_many(
+    conn: Connection, events: Sequence[tuple[NewEvent, bool]], taker: Taker | None = None
+) -> list[Claimed]:
+    """Queue events (each with whether it is held), in order, and wake the delivery workers
+    for what ``taker`` does not take; what it takes is returned, to hand over once committed."""
     if not events:
-        return
-    await conn.execute(
-        _INSERT,
+        return []
+    columns = (
         [e.id for e, _ in events],
         [e.tenant_id for e, _ in events],
         [e.message_id for e, _ in events],
@@ -94,8 +164,34 @@ async def insert_many(conn: Connection, events: Sequence[tuple[NewEvent, bool]])
         [None if e.payload is None else json.dumps(e.payload) for e, _ in events],
         ["held" if held else "pending" for _, held in events],
     )
-    if not all(held for _, held in events):
+    if taker is None:
+        await conn.execute(_INSERT, *columns)
+        if not all(held for _, held in events):
+            await notify(conn, EVENTS)
+        return []
+    seen: set[str] = set()
+    first = []
+    for event, _ in events:
+        first.append(event.conversation not in seen)
+        seen.add(event.conversation)
+    rows = await conn.fetch(_INSERT_TAKING, *columns, taker.worker, first)
+    taken = [
+        Claimed(
+            id=EventId(r["id"]),
+            tenant_id=TenantId(r["tenant_id"]),
+            payload=r["payload"],
+            attempts=1,
+            url=r["url"],
+            secret=Sealed(r["secret_key_id"], r["secret_sealed"]),
+            age_seconds=0.0,
+        )
+        for r in rows
+        if r["taken"]
+    ]
+    if any(r["delivery_status"] == "pending" and not r["taken"] for r in rows):
+        taker.waiting = True
         await notify(conn, EVENTS)
+    return taken
 
 
 def new_event(message: Message, event_type: str, *, held: bool) -> NewEvent:
@@ -138,9 +234,10 @@ class Claimed:
 # open (so a conversation's events go out in order), and the tenant has a target. A worker
 # claims only between batches, so rows it still holds are leftovers of a failed batch (the
 # database went away mid-way): it takes those again at once.
-_CLAIM = """
+_CLAIM = f"""
+{RELAXED_COMMIT}
 UPDATE events e SET claimed_by = $1, heartbeat_at = now(), attempts = e.attempts + 1
-FROM delivery_targets d
+FROM delivery_targets d, relaxed_commit
 WHERE e.tenant_id = d.tenant_id AND e.id IN (
     SELECT c.id FROM events c
     JOIN delivery_targets t ON t.tenant_id = c.tenant_id

@@ -173,6 +173,16 @@ async def _discard_if_lost(conn: Connection) -> AsyncIterator[None]:
 
 _NOTIFY = "SELECT pg_notify($1, '')"
 
+# Prefixed to a statement that runs as a transaction of its own, and referenced in its FROM:
+# that transaction commits without waiting for its WAL to reach the disk (or a synchronous
+# standby). For bookkeeping that a crash may undo harmlessly: a lost claim is claimed again, a
+# lost acknowledgement means a redelivery with the same event id, which design §8 allows.
+# The next durable commit flushes it with its own, so nothing after it depends on it.
+RELAXED_COMMIT = (
+    "WITH relaxed_commit AS MATERIALIZED "
+    "(SELECT set_config('synchronous_commit', 'off', true) AS setting)"
+)
+
 # Channels to notify once the current task's transaction commits (see `notify`).
 _AFTER_COMMIT: ContextVar[set[str] | None] = ContextVar("after_commit", default=None)
 

@@ -13,6 +13,7 @@ from aiohttp import web
 import bridge
 from bridge.config import Settings
 from bridge.db.claims import release_dead_local_claims
+from bridge.db.events import Handoff
 from bridge.db.notify import Listener
 from bridge.db.pool import Database
 from bridge.db.webhook_counts import RefusalLog
@@ -76,6 +77,8 @@ class Infrastructure:
     session: aiohttp.ClientSession
     twilio: TwilioClient
     status: StatusService
+    # Fresh events, from the services that queue them to this process's delivery worker.
+    handoff: Handoff
     # Set when SIP is on (BRIDGE_SIP_LISTEN): the one user agent, shared by edge and worker.
     sip: SipEndpoint | None = None
 
@@ -111,6 +114,7 @@ def _database(
                     messaging_api_base=settings.twilio_messaging_api_base,
                 )
                 refusals = RefusalLog()
+                handoff = Handoff()
                 runtime.services = build_services(
                     settings,
                     secrets,
@@ -121,9 +125,12 @@ def _database(
                     media_session,
                     refusals,
                     version,
+                    handoff,
                 )
                 flushing = asyncio.create_task(_flush_refusals(refusals, db), name="refusals")
-                infra.append(Infrastructure(db, listener, session, twilio, runtime.services.status))
+                infra.append(
+                    Infrastructure(db, listener, session, twilio, runtime.services.status, handoff)
+                )
                 app[METRICS].watch_pool(db.stats)
                 try:
                     yield
@@ -161,6 +168,7 @@ def build_services(
     media_session: aiohttp.ClientSession,
     refusals: RefusalLog,
     schema_version: int,
+    handoff: Handoff | None = None,
 ) -> Services:
     urls = PublicUrls(settings.public_base_url)
     return Services(
@@ -168,7 +176,9 @@ def build_services(
         sms_configs=SmsConfigService(db, secrets.box, urls, settings.webhook_grace_hours * 3600),
         dialplan=DialplanService(db),
         webhooks=WebhookAuth(db, secrets.box, refusals, urls.prefix),
-        inbound=InboundService(db, metrics, media_max_items=settings.media_max_items),
+        inbound=InboundService(
+            db, metrics, media_max_items=settings.media_max_items, handoff=handoff
+        ),
         status=StatusService(db, metrics),
         messages=MessageService(db, listener),
         outbound=OutboundService(
@@ -254,6 +264,7 @@ def _workers(settings: Settings, secrets: RuntimeSecrets, infra: list[Infrastruc
             timeout=settings.delivery_timeout,
             max_age_seconds=settings.delivery_max_age_hours * 3600,
             poll_seconds=settings.worker_poll_seconds,
+            handoff=base.handoff,
         )
         media = MediaFetcher(
             base.db,

@@ -60,8 +60,10 @@ class InboundService:
         *,
         media_max_items: int,
         group_commits: int = 2,
+        handoff: events_repo.Handoff | None = None,
     ) -> None:
         self._db = db
+        self._handoff = handoff
         self._metrics = metrics
         self._media_max = media_max_items
         self._rule_cache: dict[TenantId, tuple[int, InboundRuleIndex]] = {}
@@ -161,8 +163,11 @@ class InboundService:
         return await self._writer.submit(_Webhook.of(config, params))
 
     async def _store(self, batch: Sequence[_Webhook]) -> list[Receipt]:
+        taker = None if self._handoff is None else self._handoff.taker()
         async with self._db.transaction() as conn:
-            stored = await self._store_in(conn, batch)
+            stored, taken = await self._store_in(conn, batch, taker)
+        if taker is not None and taken:
+            taker.receive(taken)
         receipts = []
         for webhook, (message_id, status, reason) in zip(batch, stored, strict=True):
             config = webhook.config
@@ -185,10 +190,11 @@ class InboundService:
         return receipts
 
     async def _store_in(
-        self, conn: Connection, batch: Sequence[_Webhook]
-    ) -> list[tuple[MessageId | None, InboundStatus, object]]:
+        self, conn: Connection, batch: Sequence[_Webhook], taker: events_repo.Taker | None
+    ) -> tuple[list[tuple[MessageId | None, InboundStatus, object]], list[events_repo.Claimed]]:
         """Route, insert and queue a batch of webhooks in the caller's transaction: a round
-        trip per step for the whole batch, not per message."""
+        trip per step for the whole batch, not per message. Also returns the events that
+        ``taker`` took, to hand over once committed."""
         affinity = await repo.affinity_extensions(
             conn,
             [
@@ -276,7 +282,7 @@ class InboundService:
                 )
         if media_queued:
             await notify(conn, MEDIA)
-        await events_repo.insert_many(conn, events)
+        taken = await events_repo.insert_many(conn, events, taker)
         phones = [
             sip_deliveries.FanOut(
                 message_id=row.id,
@@ -295,7 +301,7 @@ class InboundService:
         return [
             (row.id if created is not None else None, row.status, row.routing.get("reason"))
             for row, created in zip(rows, created_at, strict=True)
-        ]
+        ], taken
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
 import aiohttp
 
-from bridge.crypto import SecretBox, delivery_secret_context
+from bridge.crypto import Sealed, SecretBox, delivery_secret_context
 from bridge.db import events as repo
+from bridge.db.claims import worker_id
 from bridge.db.notify import EVENTS, Listener
 from bridge.db.pool import Database
 from bridge.errors import DatabaseUnavailable
@@ -16,7 +18,7 @@ from bridge.events import sign
 from bridge.groupcommit import GroupCommit
 from bridge.log import get_logger
 from bridge.metrics import Metrics
-from bridge.models import EventId
+from bridge.models import EventId, TenantId
 from bridge.retry import Backoff
 from bridge.workers.lanes import Lanes
 
@@ -27,6 +29,11 @@ BATCH = 64
 # database, another claims and posts. With one lane the loop's round trips (claim, posts,
 # acknowledgement) capped delivery near 1,300 events/s, below what the webhook path takes in.
 LANES = 4
+# Events handed over at insert (`Handoff`) and not yet delivered, at most: past this the
+# lanes claim them from the table, so a slow PBX costs queued rows rather than memory.
+HANDOFF_ROOM = 256
+# Delivery secrets kept opened, in this process's memory only.
+SECRETS_KEPT = 1024
 
 
 class DeliveryWorker(Lanes[repo.Claimed]):
@@ -45,6 +52,7 @@ class DeliveryWorker(Lanes[repo.Claimed]):
         poll_seconds: float,
         backoff: Backoff | None = None,
         lanes: int = LANES,
+        handoff: repo.Handoff | None = None,
     ) -> None:
         super().__init__("delivery", listener, EVENTS, lanes=lanes, batch=BATCH, poll=poll_seconds)
         self._db = db
@@ -62,6 +70,47 @@ class DeliveryWorker(Lanes[repo.Claimed]):
         self._acknowledged: GroupCommit[tuple[str, EventId], None] = GroupCommit(
             self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
         )
+        self._secrets: dict[tuple[TenantId, Sealed], str] = {}
+        self._handoff = handoff
+        self._taker = repo.Taker(worker_id("delivery"), self._take, self._has_room)
+        self._handed: set[asyncio.Task[None]] = set()
+        self._handed_events = 0
+
+    async def run(self) -> None:
+        """The lanes, and what the handoff gives this process's worker meanwhile."""
+        if self._handoff is not None:
+            self._handoff.attach(self._taker)
+        try:
+            await super().run()
+        finally:
+            if self._handoff is not None:
+                self._handoff.attach(None)
+            for task in self._handed:
+                task.cancel()
+            # Their claims stay with this worker: released when its process is gone.
+            await asyncio.gather(*self._handed, return_exceptions=True)
+
+    def _has_room(self) -> bool:
+        return self._handed_events < HANDOFF_ROOM
+
+    def _take(self, events: Sequence[repo.Claimed]) -> None:
+        self._handed_events += len(events)
+        task = asyncio.create_task(self._deliver_handed(events))
+        self._handed.add(task)
+        task.add_done_callback(self._handed.discard)
+
+    async def _deliver_handed(self, events: Sequence[repo.Claimed]) -> None:
+        try:
+            await self._deliver_all(self._taker.worker, events)
+        except Exception:
+            # As a lane's: the rows stay claimed and go to another worker once stale.
+            log.exception("delivery.loop_crashed")
+        finally:
+            self._handed_events -= len(events)
+        if self._taker.waiting:
+            # What was queued behind these may be claimable now.
+            self._taker.waiting = False
+            self._listener.announce([EVENTS])
 
     async def _claim(self, worker: str) -> list[repo.Claimed]:
         async with self._db.connection() as conn:
@@ -69,7 +118,7 @@ class DeliveryWorker(Lanes[repo.Claimed]):
 
     async def _deliver(self, event: repo.Claimed, worker: str) -> None:
         body = event.payload.encode("utf-8")
-        secret = self._box.open(event.secret, delivery_secret_context(event.tenant_id))
+        secret = self._secret(event)
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -94,6 +143,18 @@ class DeliveryWorker(Lanes[repo.Claimed]):
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         await self._failed(event, worker, error)
+
+    def _secret(self, event: repo.Claimed) -> str:
+        """Opened once per sealed value, not per delivery: a few targets sign them all. A new
+        secret is a new sealed value, so a changed one is used at once."""
+        key = (event.tenant_id, event.secret)
+        secret = self._secrets.get(key)
+        if secret is None:
+            if len(self._secrets) >= SECRETS_KEPT:
+                self._secrets.clear()
+            secret = self._box.open(event.secret, delivery_secret_context(event.tenant_id))
+            self._secrets[key] = secret
+        return secret
 
     async def _record_delivered(self, acks: Sequence[tuple[str, EventId]]) -> list[None]:
         by_worker: dict[str, list[EventId]] = {}

@@ -34,24 +34,20 @@ async def db(db_dsn: str) -> AsyncIterator[Database]:
     await database.close()
 
 
+def new_event(event_id: str, conversation: str, tenant: str = "ten_q") -> events_repo.NewEvent:
+    return events_repo.NewEvent(
+        id=EventId(event_id),
+        tenant_id=TenantId(tenant),
+        message_id=MessageId("none"),
+        type="message.received",
+        conversation=conversation,
+        payload={"n": event_id},
+    )
+
+
 async def queue(db: Database, event_id: str, conversation: str) -> None:
     async with db.transaction() as conn:
-        await events_repo.insert_many(
-            conn,
-            [
-                (
-                    events_repo.NewEvent(
-                        id=EventId(event_id),
-                        tenant_id=TenantId("ten_q"),
-                        message_id=MessageId("none"),
-                        type="message.received",
-                        conversation=conversation,
-                        payload={"n": event_id},
-                    ),
-                    False,
-                )
-            ],
-        )
+        await events_repo.insert_many(conn, [(new_event(event_id, conversation), False)])
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +83,98 @@ async def test_concurrent_workers_never_share_an_event(db: Database) -> None:
     results = await asyncio.gather(*(claim(db, f"w{i}", limit=7) for i in range(6)))
     claimed = [event for batch in results for event in batch]
     assert len(claimed) == len(set(claimed)) == 40
+
+
+class Taking:
+    """A delivery worker's side of the handoff, keeping what it is given."""
+
+    def __init__(self, room: bool = True) -> None:
+        self.room = room
+        self.given: list[events_repo.Claimed] = []
+        self.taker = events_repo.Taker("handoff-worker", self.given.extend, lambda: self.room)
+
+
+async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Database) -> None:
+    await queue(db, "open", "conv-busy")  # pending: what follows in its conversation waits
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO tenants (id, name, default_country, affinity_hours) "
+            "VALUES ('ten_x', 'X', 'US', 72)"
+        )
+    handoff = events_repo.Handoff()
+    taking = Taking()
+    handoff.attach(taking.taker)
+    taker = handoff.taker()
+    assert taker is not None
+    batch = [
+        (new_event("a1", "conv-a"), False),
+        (new_event("a2", "conv-a"), False),  # behind a1, in the same batch
+        (new_event("b1", "conv-busy"), False),  # behind "open"
+        (new_event("h1", "conv-h"), True),  # held for its media
+        (new_event("x1", "conv-x", tenant="ten_x"), False),  # no delivery target
+        (new_event("c1", "conv-c"), False),
+    ]
+    async with db.transaction() as conn:
+        taken = await events_repo.insert_many(conn, batch, taker)
+    taken.sort(key=lambda e: e.id)
+    assert [(e.id, e.attempts, e.url) for e in taken] == [
+        ("a1", 1, "http://127.0.0.1:9/"),
+        ("c1", 1, "http://127.0.0.1:9/"),
+    ]
+    assert taker.waiting, "a2 and b1 wait behind open events: the lanes must look later"
+    async with db.connection() as conn:
+        rows = await conn.fetch("SELECT id, claimed_by, payload::text AS payload FROM events")
+    held = {r["id"]: r["claimed_by"] for r in rows}
+    assert held == {
+        "open": None,
+        "a1": "handoff-worker",
+        "a2": None,
+        "b1": None,
+        "h1": None,
+        "x1": None,
+        "c1": "handoff-worker",
+    }
+    payloads = {r["id"]: r["payload"] for r in rows}
+    assert [e.payload for e in taken] == [payloads["a1"], payloads["c1"]], "as a claim reads it"
+    # What the handoff took is no lane's to claim; the rest is, in conversation order.
+    assert sorted(await claim(db, "lane")) == ["open"]
+    async with db.connection() as conn:
+        await events_repo.delivered(conn, ["a1"], "handoff-worker")
+    assert await claim(db, "lane-2") == ["a2"]
+
+
+async def test_without_room_or_a_worker_the_lanes_claim_everything(db: Database) -> None:
+    handoff = events_repo.Handoff()
+    assert handoff.taker() is None, "no delivery worker runs in this process"
+    taking = Taking(room=False)
+    handoff.attach(taking.taker)
+    assert handoff.taker() is None, "the worker has its hands full"
+    taking.room = True
+    taker = handoff.taker()
+    assert taker is not None
+    handoff.attach(None)
+    assert handoff.taker() is None
+    async with db.transaction() as conn:
+        assert await events_repo.insert_many(conn, [(new_event("e1", "c"), False)], None) == []
+    assert await claim(db, "lane") == ["e1"]
+
+
+async def test_queue_bookkeeping_commits_without_waiting_for_the_disk(db: Database) -> None:
+    """Claims and acknowledgements may be lost in a crash (a redelivery, same event id):
+    their commits do not wait for the WAL flush, and the setting ends with their statement,
+    so it never reaches what a pooled connection runs next (a webhook's commit)."""
+    await queue(db, "e1", "conv")
+    async with db.connection() as conn:
+        async with conn.transaction():
+            assert [c.id for c in await events_repo.claim(conn, "w", 10, 60)] == ["e1"]
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        async with conn.transaction():
+            await events_repo.delivered(conn, ["e1"], "w")
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        await events_repo.claim(conn, "w", 10, 60)  # on its own, as the workers run it
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
 
 
 async def test_stale_claims_are_taken_over(db: Database) -> None:

@@ -36,6 +36,41 @@ async def test_failed_deliveries_are_retried_in_order_with_the_same_event_id(env
     assert all(d.signature_ok for d in env.sink.attempts)
 
 
+async def test_a_fresh_text_is_claimed_as_it_is_stored(env: Env, settings: Settings) -> None:
+    """The process that stores a text delivers it without a claim query: its event is
+    claimed in the transaction that queued it (the same now()), and acknowledged."""
+    await env.text_in("fresh")
+    await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 1)
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        row = await conn.fetchrow(
+            "SELECT attempts, heartbeat_at = created_at AS at_insert, claimed_by, "
+            "delivery_status FROM events"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert dict(row) == {
+        "attempts": 1,
+        "at_insert": True,
+        "claimed_by": None,
+        "delivery_status": "delivered",
+    }
+
+
+async def test_a_new_delivery_secret_signs_the_very_next_delivery(env: Env) -> None:
+    await env.text_in("before")
+    await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 1)
+    env.sink.secret = "a-new-delivery-secret-" + env.tenant_id
+    answer = await env.api.put(
+        f"/tenants/{env.tenant_id}/delivery", {"url": env.sink.url, "secret": env.sink.secret}
+    )
+    assert answer.status == 200
+    await env.text_in("after")
+    await env.sink.wait_for(lambda: len(env.sink.attempts) == 2)
+    assert [d.signature_ok for d in env.sink.attempts] == [True, True]
+
+
 async def test_a_pbx_that_is_down_gets_everything_later(env: Env) -> None:
     env.sink.down = True
     senders = ["+15550000001", "+15550000002"]
