@@ -30,8 +30,9 @@ BATCH = 64
 # acknowledgement) capped delivery near 1,300 events/s, below what the webhook path takes in.
 LANES = 4
 # Events handed over at insert (`Handoff`) and not yet delivered, at most: past this the
-# lanes claim them from the table, so a slow PBX costs queued rows rather than memory.
-HANDOFF_ROOM = 256
+# lanes claim them from the table, so a slow PBX costs queued rows, not memory or posts
+# waiting for one of the session's connections (beside the lanes' 4 x 64) until they time out.
+HANDOFF_ROOM = 128
 # Delivery secrets kept opened, in this process's memory only.
 SECRETS_KEPT = 1024
 
