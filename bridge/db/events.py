@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from bridge.crypto import Sealed
 from bridge.db.notify import EVENTS
-from bridge.db.pool import RELAXED_COMMIT, Connection, notify
+from bridge.db.pool import RELAXED_COMMIT, Connection, after_commit, can_defer, notify
 from bridge.events import conversation_key, new_event_id, payload
 from bridge.models import EventId, Message, MessageId, TenantId
 
@@ -62,12 +62,19 @@ UPDATE events SET payload = $2, delivery_status = 'pending', next_attempt_at = n
 WHERE id = $1 AND delivery_status = 'held'
 """
 
+# Whether an event has later ones of its conversation waiting for it to be out of the way.
+_FOLLOWED = """
+EXISTS (SELECT 1 FROM events f
+        WHERE f.conversation = e.conversation AND f.seq > e.seq AND f.delivery_status = 'pending')
+"""
+
 _DELIVERED = f"""
 {RELAXED_COMMIT}
-UPDATE events SET delivery_status = 'delivered', delivered_at = now(), claimed_by = NULL,
+UPDATE events e SET delivery_status = 'delivered', delivered_at = now(), claimed_by = NULL,
        last_error = NULL
 FROM relaxed_commit
-WHERE id = ANY ($1::text[]) AND claimed_by = $2
+WHERE e.id = ANY ($1::text[]) AND e.claimed_by = $2
+RETURNING {_FOLLOWED} AS followed
 """
 
 _RETRY_LATER = """
@@ -76,9 +83,10 @@ UPDATE events SET claimed_by = NULL, last_error = $3,
 WHERE id = $1 AND claimed_by = $2
 """
 
-_DEAD = """
-UPDATE events SET delivery_status = 'dead', claimed_by = NULL, last_error = $3
-WHERE id = $1 AND claimed_by = $2
+_DEAD = f"""
+UPDATE events e SET delivery_status = 'dead', claimed_by = NULL, last_error = $3
+WHERE e.id = $1 AND e.claimed_by = $2
+RETURNING {_FOLLOWED} AS followed
 """
 
 _STREAM_AFTER = """
@@ -120,9 +128,6 @@ class Taker:
     worker: str
     receive: Callable[[Sequence[Claimed]], None]
     has_room: Callable[[], bool]
-    # Set when events were queued behind others: the lanes are woken to look for them once
-    # a handed-over batch is delivered (the one that may have been in their way).
-    waiting: bool = False
 
 
 class Handoff:
@@ -150,11 +155,12 @@ class Handoff:
 
 async def insert_many(
     conn: Connection, events: Sequence[tuple[NewEvent, bool]], taker: Taker | None = None
-) -> list[Claimed]:
+) -> None:
     """Queue events (each with whether it is held), in order, and wake the delivery workers
-    for what ``taker`` does not take; what it takes is returned, to hand over once committed."""
+    for what ``taker`` does not take; what it takes it is given once this commits. Outside
+    `Database.transaction` nothing is taken: there is no commit to wait for."""
     if not events:
-        return []
+        return
     columns = (
         [e.id for e, _ in events],
         [e.tenant_id for e, _ in events],
@@ -164,11 +170,11 @@ async def insert_many(
         [None if e.payload is None else json.dumps(e.payload) for e, _ in events],
         ["held" if held else "pending" for _, held in events],
     )
-    if taker is None:
+    if taker is None or not can_defer():
         await conn.execute(_INSERT, *columns)
         if not all(held for _, held in events):
             await notify(conn, EVENTS)
-        return []
+        return
     seen: set[str] = set()
     first = []
     for event, _ in events:
@@ -188,10 +194,10 @@ async def insert_many(
         for r in rows
         if r["taken"]
     ]
+    if taken:
+        after_commit(lambda: taker.receive(taken))
     if any(r["delivery_status"] == "pending" and not r["taken"] for r in rows):
-        taker.waiting = True
         await notify(conn, EVENTS)
-    return taken
 
 
 def new_event(message: Message, event_type: str, *, held: bool) -> NewEvent:
@@ -271,9 +277,11 @@ async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float)
     ]
 
 
-async def delivered(conn: Connection, event_ids: Sequence[str], worker: str) -> None:
-    """Acknowledged by the PBX; only while ``worker`` still holds their claims."""
-    await conn.execute(_DELIVERED, list(event_ids), worker)
+async def delivered(conn: Connection, event_ids: Sequence[str], worker: str) -> bool:
+    """Acknowledged by the PBX; only while ``worker`` still holds their claims. Whether later
+    events of their conversations were waiting for them (they may be claimed now)."""
+    rows = await conn.fetch(_DELIVERED, list(event_ids), worker)
+    return any(r["followed"] for r in rows)
 
 
 async def retry_later(
@@ -282,8 +290,10 @@ async def retry_later(
     await conn.execute(_RETRY_LATER, event_id, worker, error[:500], delay)
 
 
-async def dead(conn: Connection, event_id: str, worker: str, error: str) -> None:
-    await conn.execute(_DEAD, event_id, worker, error[:500])
+async def dead(conn: Connection, event_id: str, worker: str, error: str) -> bool:
+    """Given up on; whether later events of its conversation were waiting for it."""
+    rows = await conn.fetch(_DEAD, event_id, worker, error[:500])
+    return any(r["followed"] for r in rows)
 
 
 async def stream_after(

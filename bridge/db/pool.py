@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -183,8 +184,17 @@ RELAXED_COMMIT = (
     "(SELECT set_config('synchronous_commit', 'off', true) AS setting)"
 )
 
-# Channels to notify once the current task's transaction commits (see `notify`).
-_AFTER_COMMIT: ContextVar[set[str] | None] = ContextVar("after_commit", default=None)
+
+@dataclass
+class _Committing:
+    """What the current task's `Database.transaction` does once it has committed."""
+
+    announcing: bool
+    channels: set[str] = field(default_factory=set)
+    then: list[Callable[[], None]] = field(default_factory=list)
+
+
+_AFTER_COMMIT: ContextVar[_Committing | None] = ContextVar("after_commit", default=None)
 
 
 async def notify(conn: Connection, channel: str) -> None:
@@ -193,10 +203,24 @@ async def notify(conn: Connection, channel: str) -> None:
     takes a lock that serialises every such commit in the cluster, which capped the whole
     send path at a few hundred texts per second. Elsewhere, a NOTIFY now."""
     pending = _AFTER_COMMIT.get()
-    if pending is not None:
-        pending.add(channel)
+    if pending is not None and pending.announcing:
+        pending.channels.add(channel)
     else:
         await conn.execute(_NOTIFY, channel)
+
+
+def can_defer() -> bool:
+    """Whether the current task is inside `Database.transaction`, so `after_commit` works."""
+    return _AFTER_COMMIT.get() is not None
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the current task's `Database.transaction` has committed (never,
+    if it rolls back). Only inside one (see `can_defer`)."""
+    pending = _AFTER_COMMIT.get()
+    if pending is None:
+        raise RuntimeError("after_commit outside Database.transaction")
+    pending.then.append(callback)
 
 
 class SlowQueryLog:
@@ -257,20 +281,21 @@ class Database:
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside a transaction; constraint violations come out as domain errors."""
         started = time.perf_counter()
-        channels: set[str] = set()
-        scope = None if self.announce is None else _AFTER_COMMIT.set(channels)
+        committing = _Committing(announcing=self.announce is not None)
+        scope = _AFTER_COMMIT.set(committing)
         try:
             async with self.pool.acquire() as conn, _discard_if_lost(conn), conn.transaction():
                 yield conn
-            if channels and self.announce is not None:
-                self.announce(channels)
+            if committing.channels and self.announce is not None:
+                self.announce(committing.channels)
+            for callback in committing.then:
+                callback()
         except _LOST as exc:
             raise DatabaseUnavailable(f"the database connection failed: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc
         finally:
-            if scope is not None:
-                _AFTER_COMMIT.reset(scope)
+            _AFTER_COMMIT.reset(scope)
             elapsed = time.perf_counter() - started
             if elapsed > self._slow:
                 log.warning("db.slow_transaction", ms=round(elapsed * 1000, 1))

@@ -64,11 +64,19 @@ UPDATE sip_deliveries SET parts_sent = $3, heartbeat_at = now()
 WHERE id = $1 AND claimed_by = $2
 """
 
-_DELIVERED = """
+# Whether a delivery has later ones of its extension's queue waiting for it to be done.
+_FOLLOWED = """
+EXISTS (SELECT 1 FROM sip_deliveries f
+        WHERE f.tenant_id = d.tenant_id AND f.extension = d.extension AND f.seq > d.seq
+          AND f.status = 'pending')
+"""
+
+_DELIVERED = f"""
 UPDATE sip_deliveries d SET status = 'delivered', delivered_at = now(), claimed_by = NULL,
        last_error = NULL, parts_sent = u.parts_sent
 FROM unnest($1::text[], $3::int[]) AS u(id, parts_sent)
 WHERE d.id = u.id AND d.claimed_by = $2
+RETURNING {_FOLLOWED} AS followed
 """
 
 _RETRY_LATER = """
@@ -77,9 +85,11 @@ UPDATE sip_deliveries SET claimed_by = NULL, last_error = $3, parts_sent = $5,
 WHERE id = $1 AND claimed_by = $2
 """
 
-_DEAD = """
-UPDATE sip_deliveries SET status = 'dead', claimed_by = NULL, last_error = $3, parts_sent = $4
-WHERE id = $1 AND claimed_by = $2
+_DEAD = f"""
+UPDATE sip_deliveries d SET status = 'dead', claimed_by = NULL, last_error = $3,
+       parts_sent = $4
+WHERE d.id = $1 AND d.claimed_by = $2
+RETURNING {_FOLLOWED} AS followed
 """
 
 _HELD_FOR_MESSAGE = """
@@ -207,9 +217,11 @@ async def progress(conn: Connection, job_id: str, worker: str, parts_sent: int) 
     await conn.execute(_PROGRESS, job_id, worker, parts_sent)
 
 
-async def delivered(conn: Connection, done: Sequence[tuple[str, int]], worker: str) -> None:
-    """Answered 2xx: each (delivery, parts sent), only while ``worker`` still holds it."""
-    await conn.execute(_DELIVERED, [d for d, _ in done], worker, [n for _, n in done])
+async def delivered(conn: Connection, done: Sequence[tuple[str, int]], worker: str) -> bool:
+    """Answered 2xx: each (delivery, parts sent), only while ``worker`` still holds it.
+    Whether later texts for the same phones were waiting for them (claimable now)."""
+    rows = await conn.fetch(_DELIVERED, [d for d, _ in done], worker, [n for _, n in done])
+    return any(r["followed"] for r in rows)
 
 
 async def retry_later(
@@ -218,8 +230,10 @@ async def retry_later(
     await conn.execute(_RETRY_LATER, job_id, worker, error[:500], delay, parts_sent)
 
 
-async def dead(conn: Connection, job_id: str, worker: str, error: str, parts_sent: int) -> None:
-    await conn.execute(_DEAD, job_id, worker, error[:500], parts_sent)
+async def dead(conn: Connection, job_id: str, worker: str, error: str, parts_sent: int) -> bool:
+    """Given up on; whether later texts for the same phone were waiting for it."""
+    rows = await conn.fetch(_DEAD, job_id, worker, error[:500], parts_sent)
+    return any(r["followed"] for r in rows)
 
 
 async def has_held(conn: Connection, message_id: MessageId) -> bool:

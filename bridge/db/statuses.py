@@ -72,10 +72,12 @@ class StatusMove:
     channel: Channel | None = None
 
 
-async def advance(conn: Connection, moves: Sequence[StatusMove]) -> list[Message]:
+async def advance(
+    conn: Connection, moves: Sequence[StatusMove], taker: events.Taker | None = None
+) -> list[Message]:
     """The one way an outbound status changes: recorded in the message's history, moved
     forward only (design §9), and told to the PBX by a ``message.status`` event in the same
-    transaction. The messages that moved, as they now stand."""
+    transaction (which ``taker`` takes if it can). The messages that moved, as they now stand."""
     if not moves:
         return []
     rows = await conn.fetch(
@@ -89,7 +91,7 @@ async def advance(conn: Connection, moves: Sequence[StatusMove]) -> list[Message
     )
     moved = await messages_of(conn, rows)
     await events.insert_many(
-        conn, [(events.new_event(m, STATUS, held=False), False) for m in moved]
+        conn, [(events.new_event(m, STATUS, held=False), False) for m in moved], taker
     )
     notices = [_failure_notice(m) for m in moved if _phone_sent_and_failed(m)]
     if notices:

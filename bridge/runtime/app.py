@@ -179,7 +179,7 @@ def build_services(
         inbound=InboundService(
             db, metrics, media_max_items=settings.media_max_items, handoff=handoff
         ),
-        status=StatusService(db, metrics),
+        status=StatusService(db, metrics, handoff),
         messages=MessageService(db, listener),
         outbound=OutboundService(
             db,

@@ -165,9 +165,7 @@ class InboundService:
     async def _store(self, batch: Sequence[_Webhook]) -> list[Receipt]:
         taker = None if self._handoff is None else self._handoff.taker()
         async with self._db.transaction() as conn:
-            stored, taken = await self._store_in(conn, batch, taker)
-        if taker is not None and taken:
-            taker.receive(taken)
+            stored = await self._store_in(conn, batch, taker)
         receipts = []
         for webhook, (message_id, status, reason) in zip(batch, stored, strict=True):
             config = webhook.config
@@ -191,10 +189,10 @@ class InboundService:
 
     async def _store_in(
         self, conn: Connection, batch: Sequence[_Webhook], taker: events_repo.Taker | None
-    ) -> tuple[list[tuple[MessageId | None, InboundStatus, object]], list[events_repo.Claimed]]:
+    ) -> list[tuple[MessageId | None, InboundStatus, object]]:
         """Route, insert and queue a batch of webhooks in the caller's transaction: a round
-        trip per step for the whole batch, not per message. Also returns the events that
-        ``taker`` took, to hand over once committed."""
+        trip per step for the whole batch, not per message. ``taker`` takes what it can of
+        their events, once committed."""
         affinity = await repo.affinity_extensions(
             conn,
             [
@@ -282,7 +280,7 @@ class InboundService:
                 )
         if media_queued:
             await notify(conn, MEDIA)
-        taken = await events_repo.insert_many(conn, events, taker)
+        await events_repo.insert_many(conn, events, taker)
         phones = [
             sip_deliveries.FanOut(
                 message_id=row.id,
@@ -301,7 +299,7 @@ class InboundService:
         return [
             (row.id if created is not None else None, row.status, row.routing.get("reason"))
             for row, created in zip(rows, created_at, strict=True)
-        ], taken
+        ]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from bridge.db import statuses
+from bridge.db import events, statuses
 from bridge.db.pool import Connection, Database
 from bridge.db.sms_configs import WebhookConfig
 from bridge.db.statuses import StatusMove
@@ -33,9 +33,15 @@ CallbackOutcome = Literal["applied", "stale", "early", "unknown_status"]
 class StatusService:
     """Applies status callbacks; keeps those that arrive before their message is known."""
 
-    def __init__(self, db: Database, metrics: Metrics) -> None:
+    def __init__(
+        self, db: Database, metrics: Metrics, handoff: events.Handoff | None = None
+    ) -> None:
         self._db = db
         self._metrics = metrics
+        self._handoff = handoff
+
+    def _taker(self) -> events.Taker | None:
+        return None if self._handoff is None else self._handoff.taker()
 
     async def receive(self, config: WebhookConfig, params: Params) -> CallbackOutcome:
         sid = first(params, "MessageSid") or first(params, "SmsSid")
@@ -58,7 +64,9 @@ class StatusService:
                     outcome = "early"
                 else:
                     moved = await statuses.advance(
-                        conn, [StatusMove(target[0], status, code, channel=channel)]
+                        conn,
+                        [StatusMove(target[0], status, code, channel=channel)],
+                        self._taker(),
                     )
                     outcome = "applied" if moved else "stale"
         self._metrics.status_callbacks.labels(outcome).inc()
@@ -73,7 +81,7 @@ class StatusService:
 
     async def apply(self, conn: Connection, moves: Sequence[StatusMove]) -> list[Message]:
         """Move messages forward in the caller's transaction (and tell the PBX); the moved."""
-        return await statuses.advance(conn, moves)
+        return await statuses.advance(conn, moves, self._taker())
 
     async def apply_early(
         self, conn: Connection, sends: Sequence[tuple[ConfigId, str, MessageId]]
@@ -93,5 +101,5 @@ class StatusService:
             for move in moves:
                 (later if move.message_id in seen else now).append(move)
                 seen.add(move.message_id)
-            await statuses.advance(conn, now)
+            await statuses.advance(conn, now, self._taker())
             moves = later

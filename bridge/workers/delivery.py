@@ -108,10 +108,6 @@ class DeliveryWorker(Lanes[repo.Claimed]):
             log.exception("delivery.loop_crashed")
         finally:
             self._handed_events -= len(events)
-        if self._taker.waiting:
-            # What was queued behind these may be claimable now.
-            self._taker.waiting = False
-            self._listener.announce([EVENTS])
 
     async def _claim(self, worker: str) -> list[repo.Claimed]:
         async with self._db.connection() as conn:
@@ -161,15 +157,21 @@ class DeliveryWorker(Lanes[repo.Claimed]):
         by_worker: dict[str, list[EventId]] = {}
         for worker, event_id in acks:
             by_worker.setdefault(worker, []).append(event_id)
+        followed = False
         async with self._db.connection() as conn:
             for worker, event_ids in by_worker.items():
-                await repo.delivered(conn, event_ids, worker)
+                followed |= await repo.delivered(conn, event_ids, worker)
+        if followed:
+            # Their conversations' next events were waiting behind them: claim those now,
+            # not at the next poll (a long text's parts would go one a poll apart).
+            self._listener.announce([EVENTS])
         return [None] * len(acks)
 
     async def _failed(self, event: repo.Claimed, worker: str, error: str) -> None:
         async with self._db.connection() as conn:
             if event.age_seconds >= self._max_age:
-                await repo.dead(conn, event.id, worker, error)
+                if await repo.dead(conn, event.id, worker, error):
+                    self._listener.announce([EVENTS])
                 self._metrics.deliveries.labels("dead").inc()
                 log.warning(
                     "delivery.dead", event_id=event.id, tenant_id=event.tenant_id, error=error

@@ -82,9 +82,13 @@ class SipDeliveryWorker(Lanes[SipJob]):
         by_worker: dict[str, list[tuple[str, int]]] = {}
         for worker, job_id, sent in done:
             by_worker.setdefault(worker, []).append((job_id, sent))
+        followed = False
         async with self._db.connection() as conn:
             for worker, jobs in by_worker.items():
-                await repo.delivered(conn, jobs, worker)
+                followed |= await repo.delivered(conn, jobs, worker)
+        if followed:
+            # A phone's next texts waited behind these: claimed now, not at the next poll.
+            self._listener.announce([SIP])
         return [None] * len(done)
 
     def retry_delay(self, attempts: int) -> float:
@@ -154,6 +158,8 @@ class SipDeliveryWorker(Lanes[SipJob]):
 
     async def _dead(self, job: SipJob, worker: str, error: str, sent: int) -> None:
         async with self._db.connection() as conn:
-            await repo.dead(conn, job.id, worker, error, sent)
+            followed = await repo.dead(conn, job.id, worker, error, sent)
+        if followed:
+            self._listener.announce([SIP])
         self._metrics.sip_messages.labels("to_phone", "dead").inc()
         log.warning("sip.dead", message_id=job.message_id, extension=job.extension, error=error)

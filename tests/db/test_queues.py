@@ -115,13 +115,13 @@ async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Databas
         (new_event("c1", "conv-c"), False),
     ]
     async with db.transaction() as conn:
-        taken = await events_repo.insert_many(conn, batch, taker)
-    taken.sort(key=lambda e: e.id)
+        await events_repo.insert_many(conn, batch, taker)
+        assert taking.given == [], "handed over only once committed"
+    taken = sorted(taking.given, key=lambda e: e.id)
     assert [(e.id, e.attempts, e.url) for e in taken] == [
         ("a1", 1, "http://127.0.0.1:9/"),
         ("c1", 1, "http://127.0.0.1:9/"),
     ]
-    assert taker.waiting, "a2 and b1 wait behind open events: the lanes must look later"
     async with db.connection() as conn:
         rows = await conn.fetch("SELECT id, claimed_by, payload::text AS payload FROM events")
     held = {r["id"]: r["claimed_by"] for r in rows}
@@ -139,7 +139,8 @@ async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Databas
     # What the handoff took is no lane's to claim; the rest is, in conversation order.
     assert sorted(await claim(db, "lane")) == ["open"]
     async with db.connection() as conn:
-        await events_repo.delivered(conn, ["a1"], "handoff-worker")
+        assert await events_repo.delivered(conn, ["a1"], "handoff-worker"), "a2 waited for it"
+        assert not await events_repo.delivered(conn, ["c1"], "handoff-worker"), "none for c1"
     assert await claim(db, "lane-2") == ["a2"]
 
 
@@ -155,8 +156,24 @@ async def test_without_room_or_a_worker_the_lanes_claim_everything(db: Database)
     handoff.attach(None)
     assert handoff.taker() is None
     async with db.transaction() as conn:
-        assert await events_repo.insert_many(conn, [(new_event("e1", "c"), False)], None) == []
+        await events_repo.insert_many(conn, [(new_event("e1", "c"), False)], None)
     assert await claim(db, "lane") == ["e1"]
+
+
+async def test_nothing_is_handed_over_from_a_rollback_or_without_a_commit_to_wait_for(
+    db: Database,
+) -> None:
+    taking = Taking()
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await events_repo.insert_many(conn, [(new_event("gone", "c1"), False)], taking.taker)
+            raise RuntimeError("a later statement of the batch failed")
+    async with db.connection() as conn:
+        # Its own commit, with nothing to wait on: inserted for the lanes, not claimed.
+        await events_repo.insert_many(conn, [(new_event("e1", "c2"), False)], taking.taker)
+        rows = await conn.fetch("SELECT id, claimed_by FROM events")
+    assert taking.given == []
+    assert [(r["id"], r["claimed_by"]) for r in rows] == [("e1", None)]
 
 
 async def test_queue_bookkeeping_commits_without_waiting_for_the_disk(db: Database) -> None:

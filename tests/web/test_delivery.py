@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
@@ -20,6 +21,7 @@ from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
 from tests.waiting import eventually
 from tests.web.bridge_env import Env
+from tests.web.conftest import SecretWatch
 
 
 async def test_failed_deliveries_are_retried_in_order_with_the_same_event_id(env: Env) -> None:
@@ -58,10 +60,13 @@ async def test_a_fresh_text_is_claimed_as_it_is_stored(env: Env, settings: Setti
     }
 
 
-async def test_a_new_delivery_secret_signs_the_very_next_delivery(env: Env) -> None:
+async def test_a_new_delivery_secret_signs_the_very_next_delivery(
+    env: Env, secret_watch: SecretWatch
+) -> None:
     await env.text_in("before")
     await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 1)
-    env.sink.secret = "a-new-delivery-secret-" + env.tenant_id
+    env.sink.secret = factories.hex32()
+    secret_watch.seen.add(env.sink.secret)
     answer = await env.api.put(
         f"/tenants/{env.tenant_id}/delivery", {"url": env.sink.url, "secret": env.sink.secret}
     )
@@ -447,3 +452,26 @@ async def test_the_stream_never_passes_an_event_that_commits_after_a_later_one(
         await slow.close()
         await quick.close()
     assert [data["id"] for _, data in got] == ["early", "late"]
+
+
+class TestWithoutPolling:
+    """The workers poll only every 30 s here: what happens sooner was woken."""
+
+    @pytest.fixture
+    def env_overrides(self) -> dict[str, Any]:
+        return {"worker_poll_seconds": 30.0}
+
+    async def test_a_burst_in_one_conversation_follows_its_head_at_once(
+        self, env: Env, settings: Settings
+    ) -> None:
+        # At once, as Twilio sends a long text's parts: they share a commit or follow one
+        # that is still being delivered, and wait behind it in the queue.
+        answers = await asyncio.gather(*(env.text_in(f"part {i}") for i in range(6)))
+        assert [a.webhook.answer.status for a in answers] == [200] * 6
+        await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 6, within=10)
+        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        try:
+            queued = [r["id"] for r in await conn.fetch("SELECT id FROM events ORDER BY seq")]
+        finally:
+            await conn.close()
+        assert env.sink.event_ids() == queued, "delivered in the order they were queued"

@@ -145,6 +145,33 @@ async def test_a_phone_that_is_away_gets_its_texts_later_and_in_order(env: Env, 
     await eventually(first_delivered)
 
 
+class TestWithoutPolling:
+    """The workers poll only every 30 s here: what happens sooner was woken."""
+
+    @pytest.fixture
+    def env_overrides(self) -> dict[str, Any]:
+        return {**SIP_SETTINGS, "worker_poll_seconds": 30.0}
+
+    async def test_texts_to_one_phone_follow_each_other_at_once(
+        self, env: Env, pbx: Pbx, settings: Settings
+    ) -> None:
+        await sip_on(env, pbx)
+        # Together, as a burst: each waits in the phone's queue until the one before it is
+        # answered, then goes.
+        answers = await asyncio.gather(*(env.text_in(f"text {i}") for i in range(4)))
+        assert [a.webhook.answer.status for a in answers] == [200] * 4
+        got = await pbx.wait_messages(4, within=10)
+        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        try:
+            queued = await conn.fetch(
+                "SELECT m.body FROM sip_deliveries d JOIN messages m ON m.id = d.message_id "
+                "ORDER BY d.seq"
+            )
+        finally:
+            await conn.close()
+        assert [m.text for m in got] == [r["body"] for r in queued], "in the order queued"
+
+
 async def test_sip_retry_sends_waiting_texts_now(env: Env, pbx: Pbx, settings: Settings) -> None:
     answers = iter([(480, "Temporarily Unavailable", [])])
     pbx.script = lambda _r: next(answers, (200, "OK", []))
