@@ -1,15 +1,21 @@
-"""Worker identities, and giving back what workers of this host left behind when they died."""
+"""Worker identities, handing fresh work straight to this process's workers, and giving back
+what workers of this host left behind when they died."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from bridge.db.pool import Connection
 from bridge.log import get_logger
 
 log = get_logger(__name__)
+
+Job = TypeVar("Job")
 
 # Every table whose rows workers claim: who holds claims there, and giving them back.
 _HOLDERS = """
@@ -29,6 +35,43 @@ WITH e AS (UPDATE events SET claimed_by = NULL WHERE claimed_by = ANY ($1::text[
 SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM m) + (SELECT count(*) FROM s)
        + (SELECT count(*) FROM p)
 """
+
+
+@dataclass
+class Taker(Generic[Job]):
+    """A queue worker that takes jobs as they are queued (see `Handoff`)."""
+
+    worker: str
+    receive: Callable[[Sequence[Job]], None]
+    has_room: Callable[[], bool]
+
+
+class Handoff(Generic[Job]):
+    """This process's worker of a queue, given the jobs it can do now as they are queued.
+
+    They are inserted already claimed by it and handed over once their transaction commits:
+    a fresh job costs no claim query (and its row no claim update) and no wake-up. What the
+    handoff does not take (held, behind an open job of its conversation or phone, more than
+    the worker has room for, no such worker running here) the worker's lanes claim from the
+    table as before. A process that dies holding handed-over jobs gives them back as any
+    worker's claims: they are done again (an event keeps its id, design §8).
+    """
+
+    def __init__(self) -> None:
+        self._taker: Taker[Job] | None = None
+
+    def attach(self, taker: Taker[Job] | None) -> None:
+        self._taker = taker
+
+    def taker(self) -> Taker[Job] | None:
+        """The worker that takes jobs now, unless none runs here or it has no room."""
+        taker = self._taker
+        return taker if taker is not None and taker.has_room() else None
+
+
+def taker_of(handoff: Handoff[Job] | None) -> Taker[Job] | None:
+    """The handoff's taker now, if there is a handoff (see `Handoff.taker`)."""
+    return None if handoff is None else handoff.taker()
 
 
 def _host() -> str:

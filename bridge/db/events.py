@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.crypto import Sealed
+from bridge.db.claims import Taker
 from bridge.db.notify import EVENTS
 from bridge.db.pool import RELAXED_COMMIT, Connection, after_commit, can_defer, notify
 from bridge.events import conversation_key, new_event_id, payload
@@ -121,40 +122,10 @@ class NewEvent:
     payload: dict[str, object] | None
 
 
-@dataclass
-class Taker:
-    """A delivery worker that takes events as they are queued (see `Handoff`)."""
-
-    worker: str
-    receive: Callable[[Sequence[Claimed]], None]
-    has_room: Callable[[], bool]
-
-
-class Handoff:
-    """This process's delivery worker, given the events it can deliver now as they are queued.
-
-    They are inserted already claimed by it and handed over once their transaction commits:
-    a fresh event costs no claim query (and its row no claim update) and no wake-up. What the
-    handoff does not take (held, behind an open event of its conversation, more than the
-    worker has room for, no worker running here) is claimed by the lanes as before. A process
-    that dies holding handed-over events releases them as any worker's claims (design §8):
-    they are delivered again, with the same event ids.
-    """
-
-    def __init__(self) -> None:
-        self._taker: Taker | None = None
-
-    def attach(self, taker: Taker | None) -> None:
-        self._taker = taker
-
-    def taker(self) -> Taker | None:
-        """The worker that takes events now, unless none runs here or it has no room."""
-        taker = self._taker
-        return taker if taker is not None and taker.has_room() else None
-
-
 async def insert_many(
-    conn: Connection, events: Sequence[tuple[NewEvent, bool]], taker: Taker | None = None
+    conn: Connection,
+    events: Sequence[tuple[NewEvent, bool]],
+    taker: Taker[Claimed] | None = None,
 ) -> None:
     """Queue events (each with whether it is held), in order, and wake the delivery workers
     for what ``taker`` does not take; what it takes it is given once this commits. Outside

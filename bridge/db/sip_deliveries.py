@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Literal
 
 from bridge.crypto import Sealed
+from bridge.db.claims import Taker
 from bridge.db.notify import SIP
-from bridge.db.pool import Connection, notify
+from bridge.db.pool import Connection, Record, after_commit, can_defer, notify
 from bridge.models import DeliveryStatus, MessageId, TenantId
 
 SipKind = Literal["message", "failure_notice"]
@@ -117,6 +118,42 @@ WHERE message_id = $1 ORDER BY seq
 """
 
 
+# The same, each row inserted already claimed by the handoff's worker ($9) when a claim could
+# take it now: pending, the first for its phone in the batch ($10), nothing still open before
+# it in that phone's queue. Returns what it took, as a claim would.
+_FAN_OUT_TAKING = """
+WITH queued AS (
+    INSERT INTO sip_deliveries (id, tenant_id, message_id, kind, extension, from_number, did,
+        body, status, claimed_by, heartbeat_at, attempts)
+    SELECT u.message_id || ':' || u.extension || ':' || u.kind, u.tenant_id, u.message_id,
+           u.kind, u.extension, u.from_number, u.did, u.body, u.status,
+           CASE WHEN t.taken THEN $9 END, CASE WHEN t.taken THEN now() END,
+           CASE WHEN t.taken THEN 1 ELSE 0 END
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $10::bool[])
+         AS u(message_id, tenant_id, kind, extension, from_number, did, body, status, first)
+    JOIN sip_settings s ON s.tenant_id = u.tenant_id AND s.enabled
+        AND (u.kind = 'message' OR s.notify_failures)
+    JOIN extensions e ON e.tenant_id = u.tenant_id AND e.extension = u.extension AND e.sip
+    CROSS JOIN LATERAL (
+        SELECT u.status = 'pending' AND u.first AND NOT EXISTS (
+            SELECT 1 FROM sip_deliveries p
+            WHERE p.tenant_id = u.tenant_id AND p.extension = u.extension
+              AND p.status IN ('held', 'pending')) AS taken) t
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, tenant_id, message_id, kind, extension, from_number, did, body, parts_sent,
+              attempts, status, claimed_by IS NOT NULL AS taken
+)
+SELECT q.*, 0::float8 AS age_seconds,
+       coalesce(e.sip_uri, 'sip:' || q.extension || '@' || s.domain) AS uri,
+       s.domain, s.proxy, s.auth_username, s.secrets_key_id, s.auth_password_sealed,
+       s.max_age_hours
+FROM queued q
+LEFT JOIN sip_settings s ON q.taken AND s.tenant_id = q.tenant_id
+LEFT JOIN extensions e ON q.taken AND e.tenant_id = q.tenant_id AND e.extension = q.extension
+"""
+
+
 @dataclass(frozen=True)
 class FanOut:
     """A text for some extensions: each gets a MESSAGE if its tenant and it take texts by SIP."""
@@ -164,13 +201,15 @@ class SipDeliveryState:
     delivered_at: datetime | None
 
 
-async def fan_out(conn: Connection, items: Sequence[FanOut]) -> int:
-    """Queue the MESSAGEs (one statement for all of them); how many were queued."""
+async def fan_out(
+    conn: Connection, items: Sequence[FanOut], taker: Taker[SipJob] | None = None
+) -> int:
+    """Queue the MESSAGEs (one statement for all of them); how many were queued. What
+    ``taker`` can send now it is given once this commits (inside `Database.transaction`)."""
     flat = [(item, extension) for item in items for extension in item.extensions]
     if not flat:
         return 0
-    rows = await conn.fetch(
-        _FAN_OUT,
+    columns = (
         [item.message_id for item, _ in flat],
         [item.tenant_id for item, _ in flat],
         [item.kind for item, _ in flat],
@@ -180,36 +219,51 @@ async def fan_out(conn: Connection, items: Sequence[FanOut]) -> int:
         [item.body for item, _ in flat],
         ["held" if item.held else "pending" for item, _ in flat],
     )
-    if any(r["status"] == "pending" for r in rows):
+    if taker is None or not can_defer():
+        rows = await conn.fetch(_FAN_OUT, *columns)
+        if any(r["status"] == "pending" for r in rows):
+            await notify(conn, SIP)
+        return len(rows)
+    seen: set[tuple[str, str]] = set()
+    first = []
+    for item, extension in flat:
+        first.append((item.tenant_id, extension) not in seen)
+        seen.add((item.tenant_id, extension))
+    rows = await conn.fetch(_FAN_OUT_TAKING, *columns, taker.worker, first)
+    taken = [_job(r) for r in rows if r["taken"]]
+    if taken:
+        after_commit(lambda: taker.receive(taken))
+    if any(r["status"] == "pending" and not r["taken"] for r in rows):
         await notify(conn, SIP)
     return len(rows)
 
 
+def _job(r: Record) -> SipJob:
+    return SipJob(
+        id=r["id"],
+        tenant_id=TenantId(r["tenant_id"]),
+        message_id=None if r["message_id"] is None else MessageId(r["message_id"]),
+        kind=r["kind"],
+        extension=r["extension"],
+        uri=r["uri"],
+        from_number=r["from_number"],
+        did=r["did"],
+        body=r["body"],
+        parts_sent=r["parts_sent"],
+        attempts=r["attempts"],
+        age_seconds=r["age_seconds"],
+        max_age_hours=r["max_age_hours"],
+        domain=r["domain"],
+        proxy=r["proxy"],
+        auth_username=r["auth_username"],
+        auth_password=None
+        if r["auth_password_sealed"] is None
+        else Sealed(r["secrets_key_id"], r["auth_password_sealed"]),
+    )
+
+
 async def claim(conn: Connection, worker: str, limit: int, stale_seconds: float) -> list[SipJob]:
-    return [
-        SipJob(
-            id=r["id"],
-            tenant_id=TenantId(r["tenant_id"]),
-            message_id=None if r["message_id"] is None else MessageId(r["message_id"]),
-            kind=r["kind"],
-            extension=r["extension"],
-            uri=r["uri"],
-            from_number=r["from_number"],
-            did=r["did"],
-            body=r["body"],
-            parts_sent=r["parts_sent"],
-            attempts=r["attempts"],
-            age_seconds=r["age_seconds"],
-            max_age_hours=r["max_age_hours"],
-            domain=r["domain"],
-            proxy=r["proxy"],
-            auth_username=r["auth_username"],
-            auth_password=None
-            if r["auth_password_sealed"] is None
-            else Sealed(r["secrets_key_id"], r["auth_password_sealed"]),
-        )
-        for r in await conn.fetch(_CLAIM, worker, limit, stale_seconds)
-    ]
+    return [_job(r) for r in await conn.fetch(_CLAIM, worker, limit, stale_seconds)]
 
 
 async def progress(conn: Connection, job_id: str, worker: str, parts_sent: int) -> None:

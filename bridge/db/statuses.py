@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.db import events, sip_deliveries
+from bridge.db.claims import Taker
 from bridge.db.messages import COLUMNS, messages_of
 from bridge.db.pool import Connection
 from bridge.events import STATUS
@@ -73,7 +74,7 @@ class StatusMove:
 
 
 async def advance(
-    conn: Connection, moves: Sequence[StatusMove], taker: events.Taker | None = None
+    conn: Connection, moves: Sequence[StatusMove], taker: Taker[events.Claimed] | None = None
 ) -> list[Message]:
     """The one way an outbound status changes: recorded in the message's history, moved
     forward only (design §9), and told to the PBX by a ``message.status`` event in the same

@@ -12,10 +12,11 @@ from aiohttp import web
 
 import bridge
 from bridge.config import Settings
-from bridge.db.claims import release_dead_local_claims
-from bridge.db.events import Handoff
+from bridge.db.claims import Handoff, release_dead_local_claims
+from bridge.db.events import Claimed
 from bridge.db.notify import Listener
 from bridge.db.pool import Database
+from bridge.db.sip_deliveries import SipJob
 from bridge.db.webhook_counts import RefusalLog
 from bridge.errors import BridgeError, ListenFailed
 from bridge.log import get_logger
@@ -77,8 +78,9 @@ class Infrastructure:
     session: aiohttp.ClientSession
     twilio: TwilioClient
     status: StatusService
-    # Fresh events, from the services that queue them to this process's delivery worker.
-    handoff: Handoff
+    # Fresh events and MESSAGEs, from the services that queue them to this process's workers.
+    handoff: Handoff[Claimed]
+    phones_handoff: Handoff[SipJob]
     # Set when SIP is on (BRIDGE_SIP_LISTEN): the one user agent, shared by edge and worker.
     sip: SipEndpoint | None = None
 
@@ -114,7 +116,7 @@ def _database(
                     messaging_api_base=settings.twilio_messaging_api_base,
                 )
                 refusals = RefusalLog()
-                handoff = Handoff()
+                handoff, phones_handoff = Handoff[Claimed](), Handoff[SipJob]()
                 runtime.services = build_services(
                     settings,
                     secrets,
@@ -126,10 +128,19 @@ def _database(
                     refusals,
                     version,
                     handoff,
+                    phones_handoff,
                 )
                 flushing = asyncio.create_task(_flush_refusals(refusals, db), name="refusals")
                 infra.append(
-                    Infrastructure(db, listener, session, twilio, runtime.services.status, handoff)
+                    Infrastructure(
+                        db,
+                        listener,
+                        session,
+                        twilio,
+                        runtime.services.status,
+                        handoff,
+                        phones_handoff,
+                    )
                 )
                 app[METRICS].watch_pool(db.stats)
                 try:
@@ -168,7 +179,8 @@ def build_services(
     media_session: aiohttp.ClientSession,
     refusals: RefusalLog,
     schema_version: int,
-    handoff: Handoff | None = None,
+    handoff: Handoff[Claimed] | None = None,
+    phones_handoff: Handoff[SipJob] | None = None,
 ) -> Services:
     urls = PublicUrls(settings.public_base_url)
     return Services(
@@ -177,7 +189,11 @@ def build_services(
         dialplan=DialplanService(db),
         webhooks=WebhookAuth(db, secrets.box, refusals, urls.prefix),
         inbound=InboundService(
-            db, metrics, media_max_items=settings.media_max_items, handoff=handoff
+            db,
+            metrics,
+            media_max_items=settings.media_max_items,
+            handoff=handoff,
+            phones_handoff=phones_handoff,
         ),
         status=StatusService(db, metrics, handoff),
         messages=MessageService(db, listener),
@@ -320,6 +336,7 @@ def _workers(settings: Settings, secrets: RuntimeSecrets, infra: list[Infrastruc
                 retry_base_seconds=settings.sip_retry_base_seconds,
                 retry_cap_seconds=settings.sip_retry_cap_seconds,
                 stale_seconds=SIP_STALE_CLAIM_SECONDS,
+                handoff=base.phones_handoff,
             )
             tasks.append(asyncio.create_task(phones.run(), name="sip-delivery"))
         try:

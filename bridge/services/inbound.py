@@ -14,6 +14,7 @@ from bridge.db import opt_outs, sip_deliveries, webhook_counts
 from bridge.db import sip as sip_repo
 from bridge.db import sms_configs as configs_repo
 from bridge.db import tenants as tenants_repo
+from bridge.db.claims import Handoff, taker_of
 from bridge.db.notify import MEDIA
 from bridge.db.pool import Connection, Database, notify
 from bridge.db.sms_configs import WebhookConfig
@@ -60,10 +61,12 @@ class InboundService:
         *,
         media_max_items: int,
         group_commits: int = 2,
-        handoff: events_repo.Handoff | None = None,
+        handoff: Handoff[events_repo.Claimed] | None = None,
+        phones_handoff: Handoff[sip_deliveries.SipJob] | None = None,
     ) -> None:
         self._db = db
         self._handoff = handoff
+        self._phones_handoff = phones_handoff
         self._metrics = metrics
         self._media_max = media_max_items
         self._rule_cache: dict[TenantId, tuple[int, InboundRuleIndex]] = {}
@@ -163,9 +166,8 @@ class InboundService:
         return await self._writer.submit(_Webhook.of(config, params))
 
     async def _store(self, batch: Sequence[_Webhook]) -> list[Receipt]:
-        taker = None if self._handoff is None else self._handoff.taker()
         async with self._db.transaction() as conn:
-            stored = await self._store_in(conn, batch, taker)
+            stored = await self._store_in(conn, batch)
         receipts = []
         for webhook, (message_id, status, reason) in zip(batch, stored, strict=True):
             config = webhook.config
@@ -188,11 +190,11 @@ class InboundService:
         return receipts
 
     async def _store_in(
-        self, conn: Connection, batch: Sequence[_Webhook], taker: events_repo.Taker | None
+        self, conn: Connection, batch: Sequence[_Webhook]
     ) -> list[tuple[MessageId | None, InboundStatus, object]]:
         """Route, insert and queue a batch of webhooks in the caller's transaction: a round
-        trip per step for the whole batch, not per message. ``taker`` takes what it can of
-        their events, once committed."""
+        trip per step for the whole batch, not per message. This process's workers take what
+        they can of the events and MESSAGEs, once committed."""
         affinity = await repo.affinity_extensions(
             conn,
             [
@@ -280,7 +282,7 @@ class InboundService:
                 )
         if media_queued:
             await notify(conn, MEDIA)
-        await events_repo.insert_many(conn, events, taker)
+        await events_repo.insert_many(conn, events, taker_of(self._handoff))
         phones = [
             sip_deliveries.FanOut(
                 message_id=row.id,
@@ -295,7 +297,7 @@ class InboundService:
             if created is not None and row.extensions and webhook.config.sip
         ]
         if phones:
-            await sip_deliveries.fan_out(conn, phones)
+            await sip_deliveries.fan_out(conn, phones, taker_of(self._phones_handoff))
         return [
             (row.id if created is not None else None, row.status, row.routing.get("reason"))
             for row, created in zip(rows, created_at, strict=True)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from bridge.db import events, statuses
+from bridge.db.claims import Handoff, taker_of
 from bridge.db.pool import Connection, Database
 from bridge.db.sms_configs import WebhookConfig
 from bridge.db.statuses import StatusMove
@@ -34,14 +35,11 @@ class StatusService:
     """Applies status callbacks; keeps those that arrive before their message is known."""
 
     def __init__(
-        self, db: Database, metrics: Metrics, handoff: events.Handoff | None = None
+        self, db: Database, metrics: Metrics, handoff: Handoff[events.Claimed] | None = None
     ) -> None:
         self._db = db
         self._metrics = metrics
         self._handoff = handoff
-
-    def _taker(self) -> events.Taker | None:
-        return None if self._handoff is None else self._handoff.taker()
 
     async def receive(self, config: WebhookConfig, params: Params) -> CallbackOutcome:
         sid = first(params, "MessageSid") or first(params, "SmsSid")
@@ -66,7 +64,7 @@ class StatusService:
                     moved = await statuses.advance(
                         conn,
                         [StatusMove(target[0], status, code, channel=channel)],
-                        self._taker(),
+                        taker_of(self._handoff),
                     )
                     outcome = "applied" if moved else "stale"
         self._metrics.status_callbacks.labels(outcome).inc()
@@ -81,7 +79,7 @@ class StatusService:
 
     async def apply(self, conn: Connection, moves: Sequence[StatusMove]) -> list[Message]:
         """Move messages forward in the caller's transaction (and tell the PBX); the moved."""
-        return await statuses.advance(conn, moves, self._taker())
+        return await statuses.advance(conn, moves, taker_of(self._handoff))
 
     async def apply_early(
         self, conn: Connection, sends: Sequence[tuple[ConfigId, str, MessageId]]
@@ -101,5 +99,5 @@ class StatusService:
             for move in moves:
                 (later if move.message_id in seen else now).append(move)
                 seen.add(move.message_id)
-            await statuses.advance(conn, now, self._taker())
+            await statuses.advance(conn, now, taker_of(self._handoff))
             moves = later

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
@@ -10,7 +9,7 @@ import aiohttp
 
 from bridge.crypto import Sealed, SecretBox, delivery_secret_context
 from bridge.db import events as repo
-from bridge.db.claims import worker_id
+from bridge.db.claims import Handoff
 from bridge.db.notify import EVENTS, Listener
 from bridge.db.pool import Database
 from bridge.errors import DatabaseUnavailable
@@ -29,9 +28,9 @@ BATCH = 64
 # database, another claims and posts. With one lane the loop's round trips (claim, posts,
 # acknowledgement) capped delivery near 1,300 events/s, below what the webhook path takes in.
 LANES = 4
-# Events handed over at insert (`Handoff`) and not yet delivered, at most: past this the
-# lanes claim them from the table, so a slow PBX costs queued rows, not memory or posts
-# waiting for one of the session's connections (beside the lanes' 4 x 64) until they time out.
+# Events handed over at insert (`Handoff`) and not yet delivered, at most: beyond, a slow PBX
+# costs queued rows, not posts waiting for one of the session's connections (beside the
+# lanes' 4 x 64) until they time out.
 HANDOFF_ROOM = 128
 # Delivery secrets kept opened, in this process's memory only.
 SECRETS_KEPT = 1024
@@ -53,9 +52,18 @@ class DeliveryWorker(Lanes[repo.Claimed]):
         poll_seconds: float,
         backoff: Backoff | None = None,
         lanes: int = LANES,
-        handoff: repo.Handoff | None = None,
+        handoff: Handoff[repo.Claimed] | None = None,
     ) -> None:
-        super().__init__("delivery", listener, EVENTS, lanes=lanes, batch=BATCH, poll=poll_seconds)
+        super().__init__(
+            "delivery",
+            listener,
+            EVENTS,
+            lanes=lanes,
+            batch=BATCH,
+            poll=poll_seconds,
+            handoff=handoff,
+            room=HANDOFF_ROOM,
+        )
         self._db = db
         self._session = session
         self._box = box
@@ -72,42 +80,6 @@ class DeliveryWorker(Lanes[repo.Claimed]):
             self._record_delivered, max_concurrent=1, batch_errors=(DatabaseUnavailable,)
         )
         self._secrets: dict[tuple[TenantId, Sealed], str] = {}
-        self._handoff = handoff
-        self._taker = repo.Taker(worker_id("delivery"), self._take, self._has_room)
-        self._handed: set[asyncio.Task[None]] = set()
-        self._handed_events = 0
-
-    async def run(self) -> None:
-        """The lanes, and what the handoff gives this process's worker meanwhile."""
-        if self._handoff is not None:
-            self._handoff.attach(self._taker)
-        try:
-            await super().run()
-        finally:
-            if self._handoff is not None:
-                self._handoff.attach(None)
-            for task in self._handed:
-                task.cancel()
-            # Their claims stay with this worker: released when its process is gone.
-            await asyncio.gather(*self._handed, return_exceptions=True)
-
-    def _has_room(self) -> bool:
-        return self._handed_events < HANDOFF_ROOM
-
-    def _take(self, events: Sequence[repo.Claimed]) -> None:
-        self._handed_events += len(events)
-        task = asyncio.create_task(self._deliver_handed(events))
-        self._handed.add(task)
-        task.add_done_callback(self._handed.discard)
-
-    async def _deliver_handed(self, events: Sequence[repo.Claimed]) -> None:
-        try:
-            await self._deliver_all(self._taker.worker, events)
-        except Exception:
-            # As a lane's: the rows stay claimed and go to another worker once stale.
-            log.exception("delivery.loop_crashed")
-        finally:
-            self._handed_events -= len(events)
 
     async def _claim(self, worker: str) -> list[repo.Claimed]:
         async with self._db.connection() as conn:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from bridge.crypto import SecretBox, sip_secret_context
 from bridge.db import sip_deliveries as repo
+from bridge.db.claims import Handoff
 from bridge.db.notify import SIP, Listener
 from bridge.db.pool import Database
 from bridge.db.sip_deliveries import SipJob
@@ -33,6 +34,9 @@ BATCH = 32
 # about 640 MESSAGEs/s and held 250/s within a p99 of 250 ms; two of 32 drain 840/s and hold
 # 350/s; four of 64 overran the phone (140/s, retransmissions).
 LANES = 2
+# MESSAGEs handed over as they are queued (`Handoff`) and not yet answered, at most: one
+# lane's worth more in flight, since more overran the phones (above).
+HANDOFF_ROOM = 32
 # Answers that mean "the phone is off or away": the text waits and is tried again.
 AWAY = frozenset({404, 408, 480, 486})
 
@@ -46,7 +50,8 @@ def away(outcome: Outcome) -> bool:
 
 class SipDeliveryWorker(Lanes[SipJob]):
     """Claims due MESSAGEs with SKIP LOCKED (a phone's texts one at a time, in order), so any
-    number of processes share the queue; nothing of it is kept in memory."""
+    number of processes share the queue; nothing of it is kept in memory but what it is
+    sending (and what the handoff gave it to send)."""
 
     def __init__(
         self,
@@ -60,8 +65,18 @@ class SipDeliveryWorker(Lanes[SipJob]):
         retry_base_seconds: float,
         retry_cap_seconds: float,
         stale_seconds: float,
+        handoff: Handoff[SipJob] | None = None,
     ) -> None:
-        super().__init__("sip", listener, SIP, lanes=LANES, batch=BATCH, poll=poll_seconds)
+        super().__init__(
+            "sip",
+            listener,
+            SIP,
+            lanes=LANES,
+            batch=BATCH,
+            poll=poll_seconds,
+            handoff=handoff,
+            room=HANDOFF_ROOM,
+        )
         self._db = db
         self._endpoint = endpoint
         self._box = box

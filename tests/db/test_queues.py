@@ -13,7 +13,7 @@ import pytest
 
 from bridge.db import events as events_repo
 from bridge.db import outbound as outbound_repo
-from bridge.db.claims import release_dead_local_claims, worker_id
+from bridge.db.claims import Handoff, Taker, release_dead_local_claims, worker_id
 from bridge.db.pool import Database
 from bridge.models import EventId, MessageId, TenantId
 
@@ -91,7 +91,9 @@ class Taking:
     def __init__(self, room: bool = True) -> None:
         self.room = room
         self.given: list[events_repo.Claimed] = []
-        self.taker = events_repo.Taker("handoff-worker", self.given.extend, lambda: self.room)
+        self.taker = Taker[events_repo.Claimed](
+            "handoff-worker", self.given.extend, lambda: self.room
+        )
 
 
 async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Database) -> None:
@@ -101,7 +103,7 @@ async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Databas
             "INSERT INTO tenants (id, name, default_country, affinity_hours) "
             "VALUES ('ten_x', 'X', 'US', 72)"
         )
-    handoff = events_repo.Handoff()
+    handoff = Handoff[events_repo.Claimed]()
     taking = Taking()
     handoff.attach(taking.taker)
     taker = handoff.taker()
@@ -145,7 +147,7 @@ async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Databas
 
 
 async def test_without_room_or_a_worker_the_lanes_claim_everything(db: Database) -> None:
-    handoff = events_repo.Handoff()
+    handoff = Handoff[events_repo.Claimed]()
     assert handoff.taker() is None, "no delivery worker runs in this process"
     taking = Taking(room=False)
     handoff.attach(taking.taker)

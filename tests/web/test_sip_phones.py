@@ -95,6 +95,33 @@ async def test_an_inbound_text_becomes_a_message_to_the_extension(env: Env, pbx:
     await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 1)
 
 
+async def test_a_text_for_a_phone_is_claimed_as_it_is_stored(
+    env: Env, pbx: Pbx, settings: Settings
+) -> None:
+    """The process that stores the text sends its MESSAGE without a claim query: the row is
+    claimed in the transaction that queued it (the same now())."""
+    await sip_on(env, pbx)
+    await env.text_in("fresh")
+    await pbx.wait_messages(1)
+
+    async def delivered() -> bool:
+        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        try:
+            row = await conn.fetchrow(
+                "SELECT attempts, heartbeat_at = created_at AS at_insert, status "
+                "FROM sip_deliveries"
+            )
+        finally:
+            await conn.close()
+        return row is not None and dict(row) == {
+            "attempts": 1,
+            "at_insert": True,
+            "status": "delivered",
+        }
+
+    await eventually(delivered)
+
+
 async def test_sip_turned_on_applies_to_the_very_next_text(env: Env, pbx: Pbx) -> None:
     """The webhook path remembers a configuration for a second; a change made through this
     process applies at once (the demo turns SIP on and texts within that second)."""
