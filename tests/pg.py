@@ -15,6 +15,15 @@ from bridge.db.migrate import migrate
 ENV = "BRIDGE_TEST_DATABASE_URL"
 
 
+async def rows(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """A query's rows, on a connection of its own (beside the bridge's pool)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
 def with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + name))

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-import asyncpg
 from aiohttp.test_utils import TestServer
 
 from bridge.config import Settings
@@ -27,6 +26,7 @@ from bridge.web.keys import RUNTIME
 from tests import factories
 from tests.conftest import ADMIN_TOKEN
 from tests.daemon import Daemon, free_port
+from tests.pg import rows
 from tests.sink import Delivery, Sink
 from tests.waiting import eventually
 
@@ -245,14 +245,6 @@ async def send_text(
             return r.status
     except (aiohttp.ClientError, TimeoutError):
         return None
-
-
-async def rows(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
 
 
 def received(sink: Sink) -> dict[str, list[Delivery]]:

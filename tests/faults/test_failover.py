@@ -23,7 +23,8 @@ from bridge.fake_twilio import FakeConfig, running_fake_twilio
 from tests import factories
 from tests.daemon import Daemon
 from tests.faults.cluster import STANDBY_NAME, Pair, start_pair
-from tests.faults.harness import Load, make_daemon, provision, report, rows, settle, until
+from tests.faults.harness import Load, make_daemon, provision, report, settle, until
+from tests.pg import rows
 from tests.sink import running_sink
 from tests.waiting import eventually
 

@@ -25,10 +25,10 @@ from tests.faults.harness import (
     Tenant,
     provision,
     report,
-    rows,
     running_bridge,
     sign,
 )
+from tests.pg import rows
 from tests.sink import running_sink
 
 MUTATED = 10_000

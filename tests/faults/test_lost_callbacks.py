@@ -13,7 +13,8 @@ from bridge.config import Settings
 from bridge.fake_twilio import FakeConfig, running_fake_twilio
 from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
-from tests.faults.harness import provision, report, rows, running_bridge, send_text
+from tests.faults.harness import provision, report, running_bridge, send_text
+from tests.pg import rows
 from tests.sink import running_sink
 from tests.waiting import eventually
 

@@ -19,11 +19,11 @@ from tests.faults.harness import (
     provision,
     received,
     report,
-    rows,
     running_bridge,
     sid_of,
     until,
 )
+from tests.pg import rows
 from tests.sink import Sink
 from tests.waiting import eventually
 

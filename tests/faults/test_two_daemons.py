@@ -21,11 +21,11 @@ from tests.faults.harness import (
     provision,
     repeated,
     report,
-    rows,
     send_text,
     settle,
     sid_of,
 )
+from tests.pg import rows
 from tests.sink import running_sink
 from tests.waiting import eventually
 

@@ -19,6 +19,7 @@ from bridge.models import EventId, TenantId
 from bridge.runtime.app import create_app
 from bridge.runtime.bootstrap import RuntimeSecrets
 from tests import factories
+from tests.pg import rows
 from tests.waiting import eventually
 from tests.web.bridge_env import Env
 from tests.web.conftest import SecretWatch
@@ -43,15 +44,11 @@ async def test_a_fresh_text_is_claimed_as_it_is_stored(env: Env, settings: Setti
     claimed in the transaction that queued it (the same now()), and acknowledged."""
     await env.text_in("fresh")
     await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 1)
-    conn = await asyncpg.connect(settings.database_url.get_secret_value())
-    try:
-        row = await conn.fetchrow(
-            "SELECT attempts, heartbeat_at = created_at AS at_insert, claimed_by, "
-            "delivery_status FROM events"
-        )
-    finally:
-        await conn.close()
-    assert row is not None
+    [row] = await rows(
+        settings.database_url.get_secret_value(),
+        "SELECT attempts, heartbeat_at = created_at AS at_insert, claimed_by, delivery_status "
+        "FROM events",
+    )
     assert dict(row) == {
         "attempts": 1,
         "at_insert": True,
@@ -469,9 +466,7 @@ class TestWithoutPolling:
         answers = await asyncio.gather(*(env.text_in(f"part {i}") for i in range(6)))
         assert [a.webhook.answer.status for a in answers] == [200] * 6
         await env.sink.wait_for(lambda: len(env.sink.acknowledged) == 6, within=10)
-        conn = await asyncpg.connect(settings.database_url.get_secret_value())
-        try:
-            queued = [r["id"] for r in await conn.fetch("SELECT id FROM events ORDER BY seq")]
-        finally:
-            await conn.close()
-        assert env.sink.event_ids() == queued, "delivered in the order they were queued"
+        queued = await rows(
+            settings.database_url.get_secret_value(), "SELECT id FROM events ORDER BY seq"
+        )
+        assert env.sink.event_ids() == [r["id"] for r in queued], "in the order queued"

@@ -7,13 +7,13 @@ import itertools
 import time
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import Settings
 from bridge.runtime.app import create_app
 from bridge.runtime.bootstrap import RuntimeSecrets
+from tests.pg import rows
 from tests.web.bridge_env import Env
 from tests.web.test_outbound import US_MOBILE, send, wait_status
 
@@ -99,18 +99,15 @@ async def test_two_instances_share_400_texts_each_created_once(
         created = await env.fake_messages()
         bodies = [m["body"] for m in created]
         assert len(bodies) == len(set(bodies)) == TEXTS, "each text created exactly once"
-        conn = await asyncpg.connect(settings.database_url.get_secret_value())
-        try:
-            rows = await conn.fetch(
-                "SELECT s.sender_key, m.body FROM sends s JOIN messages m ON m.id = s.message_id "
-                "ORDER BY s.seq"
-            )
-        finally:
-            await conn.close()
+        queued = await rows(
+            settings.database_url.get_secret_value(),
+            "SELECT s.sender_key, m.body FROM sends s JOIN messages m ON m.id = s.message_id "
+            "ORDER BY s.seq",
+        )
         created_at = {body: i for i, body in enumerate(bodies)}
-        for sender in {r["sender_key"] for r in rows}:
-            queued = [created_at[r["body"]] for r in rows if r["sender_key"] == sender]
-            assert queued == sorted(queued), "one sender's texts reach Twilio in queue order"
+        for sender in {r["sender_key"] for r in queued}:
+            order = [created_at[r["body"]] for r in queued if r["sender_key"] == sender]
+            assert order == sorted(order), "one sender's texts reach Twilio in queue order"
         print(
             f"\n{TEXTS} texts: accepted in {accepted:.2f}s, all created at the fake after "
             f"{elapsed:.2f}s ({TEXTS / elapsed:.0f}/s end to end, two processes)"

@@ -28,6 +28,7 @@ from tests.pbx_sip import (
     phone_message,
     status_of,
 )
+from tests.pg import rows
 from tests.waiting import eventually
 from tests.web.bridge_env import SIP_SETTINGS, Env
 from tests.web.test_outbound import US_MOBILE, message, wait_status
@@ -105,15 +106,11 @@ async def test_a_text_for_a_phone_is_claimed_as_it_is_stored(
     await pbx.wait_messages(1)
 
     async def delivered() -> bool:
-        conn = await asyncpg.connect(settings.database_url.get_secret_value())
-        try:
-            row = await conn.fetchrow(
-                "SELECT attempts, heartbeat_at = created_at AS at_insert, status "
-                "FROM sip_deliveries"
-            )
-        finally:
-            await conn.close()
-        return row is not None and dict(row) == {
+        [row] = await rows(
+            settings.database_url.get_secret_value(),
+            "SELECT attempts, heartbeat_at = created_at AS at_insert, status FROM sip_deliveries",
+        )
+        return dict(row) == {
             "attempts": 1,
             "at_insert": True,
             "status": "delivered",
@@ -188,14 +185,11 @@ class TestWithoutPolling:
         answers = await asyncio.gather(*(env.text_in(f"text {i}") for i in range(4)))
         assert [a.webhook.answer.status for a in answers] == [200] * 4
         got = await pbx.wait_messages(4, within=10)
-        conn = await asyncpg.connect(settings.database_url.get_secret_value())
-        try:
-            queued = await conn.fetch(
-                "SELECT m.body FROM sip_deliveries d JOIN messages m ON m.id = d.message_id "
-                "ORDER BY d.seq"
-            )
-        finally:
-            await conn.close()
+        queued = await rows(
+            settings.database_url.get_secret_value(),
+            "SELECT m.body FROM sip_deliveries d JOIN messages m ON m.id = d.message_id "
+            "ORDER BY d.seq",
+        )
         assert [m.text for m in got] == [r["body"] for r in queued], "in the order queued"
 
 
