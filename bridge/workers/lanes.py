@@ -48,10 +48,12 @@ class Lanes(ABC, Generic[Job]):
         self._taker = Taker[Job](worker_id(name), self._take, self._has_room)
         self._handed: set[asyncio.Task[None]] = set()
         self._handed_jobs = 0
+        self._running = False
 
     async def run(self) -> None:
         """Until cancelled: the lanes claim in turn and deliver side by side, and what the
         handoff gives this worker is delivered beside them."""
+        self._running = True
         if self._handoff is not None:
             self._handoff.attach(self._taker)
         try:
@@ -66,6 +68,7 @@ class Lanes(ABC, Generic[Job]):
                 poll_seconds=self._poll,
             )
         finally:
+            self._running = False
             if self._handoff is not None:
                 self._handoff.attach(None)
             for task in self._handed:
@@ -74,9 +77,12 @@ class Lanes(ABC, Generic[Job]):
             await asyncio.gather(*self._handed, return_exceptions=True)
 
     def _has_room(self) -> bool:
-        return self._handed_jobs < self._room
+        return self._running and self._handed_jobs < self._room
 
     def _take(self, jobs: Sequence[Job]) -> None:
+        if not self._running:
+            # Committed after this worker stopped: the claims wait to be given back.
+            return
         self._handed_jobs += len(jobs)
         task = asyncio.create_task(self._deliver_handed(jobs))
         self._handed.add(task)
