@@ -80,13 +80,15 @@ async def test_two_daemons_share_the_work_and_do_nothing_twice(
         async def chain(s: int) -> None:
             # One sender's texts one after another, alternately through either daemon: the
             # order they were accepted in is the order they must reach Twilio in. The pause
-            # lets the lease lapse in between, so the daemons contend for each text afresh.
+            # lets the lease lapse in between, so the daemons contend for each text afresh
+            # (under this inbound load 50 ms was not always enough: a lease still held when
+            # the next text came took it too, and one daemon could keep every sender).
             extension = tenant.extensions[s]
             for n in range(PER_SENDER):
                 body = f"{extension} #{n}"
                 assert await send_text(session, apis[n % 2], tenant, extension, body) == 202
                 chains.setdefault(tenant.numbers[s], []).append(body)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
 
         await asyncio.gather(
             *(inbound(w) for w in range(WORKERS)), *(chain(s) for s in range(SENDERS))
