@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from bridge.db.pool import Connection
@@ -42,8 +42,27 @@ class Taker(Generic[Job]):
     """A queue worker that takes jobs as they are queued (see `Handoff`)."""
 
     worker: str
-    receive: Callable[[Sequence[Job]], None]
+    # Given what it took, and the keys (conversations, phones) those jobs hold.
+    receive: Callable[[Sequence[Job], Collection[str]], None]
     has_room: Callable[[], bool]
+    # Keys with a job in hand, or in an insert not yet committed: at most one per key, so two
+    # of a conversation queued at once by two transactions of this process are not both
+    # taken (and sent side by side); the second waits in the queue behind the first.
+    holding: set[str] = field(default_factory=set)
+
+    def reserve(self, keys: Sequence[str]) -> list[bool]:
+        """For each key in turn, whether its job may be taken: the first of a key not held
+        already; those keys are held from now on (see `release`)."""
+        free = []
+        for key in keys:
+            ok = key not in self.holding
+            if ok:
+                self.holding.add(key)
+            free.append(ok)
+        return free
+
+    def release(self, keys: Collection[str]) -> None:
+        self.holding.difference_update(keys)
 
 
 class Handoff(Generic[Job]):

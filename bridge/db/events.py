@@ -23,9 +23,9 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json
 """
 
 # The same, each event inserted already claimed by the handoff's worker ($8) when a claim
-# could take it now: pending, the first of its conversation in the batch ($9), nothing still
-# open before it in its conversation, and the tenant has a target. Returns what it took, as
-# a claim would.
+# could take it now: pending, its conversation free in this process ($9: the first of it in
+# the batch, none in hand), nothing still open before it, and the tenant has a target.
+# Returns what it took, as a claim would.
 _INSERT_TAKING = """
 WITH queued AS (
     INSERT INTO events (id, tenant_id, message_id, type, conversation, payload, delivery_status,
@@ -146,12 +146,17 @@ async def insert_many(
         if not all(held for _, held in events):
             await notify(conn, EVENTS)
         return
-    seen: set[str] = set()
-    first = []
-    for event, _ in events:
-        first.append(event.conversation not in seen)
-        seen.add(event.conversation)
-    rows = await conn.fetch(_INSERT_TAKING, *columns, taker.worker, first)
+    keys = [e.conversation for e, _ in events]
+    free = taker.reserve(keys)
+    reserved = {k for k, ok in zip(keys, free, strict=True) if ok}
+    try:
+        rows = await conn.fetch(_INSERT_TAKING, *columns, taker.worker, free)
+    except BaseException:
+        taker.release(reserved)
+        raise
+    conversation = dict(zip(columns[0], keys, strict=True))
+    held = {conversation[r["id"]] for r in rows if r["taken"]}
+    taker.release(reserved - held)
     taken = [
         Claimed(
             id=EventId(r["id"]),
@@ -166,7 +171,7 @@ async def insert_many(
         if r["taken"]
     ]
     if taken:
-        after_commit(lambda: taker.receive(taken))
+        after_commit(lambda: taker.receive(taken, held), lambda: taker.release(held))
     if any(r["delivery_status"] == "pending" and not r["taken"] for r in rows):
         await notify(conn, EVENTS)
 

@@ -192,6 +192,7 @@ class _Committing:
     announcing: bool
     channels: set[str] = field(default_factory=set)
     then: list[Callable[[], None]] = field(default_factory=list)
+    otherwise: list[Callable[[], None]] = field(default_factory=list)
 
 
 _AFTER_COMMIT: ContextVar[_Committing | None] = ContextVar("after_commit", default=None)
@@ -214,13 +215,15 @@ def can_defer() -> bool:
     return _AFTER_COMMIT.get() is not None
 
 
-def after_commit(callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the current task's `Database.transaction` has committed (never,
-    if it rolls back). Only inside one (see `can_defer`)."""
+def after_commit(callback: Callable[[], None], otherwise: Callable[[], None] | None = None) -> None:
+    """Run ``callback`` once the current task's `Database.transaction` has committed, or
+    ``otherwise`` if it does not. Only inside one (see `can_defer`)."""
     pending = _AFTER_COMMIT.get()
     if pending is None:
         raise RuntimeError("after_commit outside Database.transaction")
     pending.then.append(callback)
+    if otherwise is not None:
+        pending.otherwise.append(otherwise)
 
 
 class SlowQueryLog:
@@ -284,8 +287,13 @@ class Database:
         committing = _Committing(announcing=self.announce is not None)
         scope = _AFTER_COMMIT.set(committing)
         try:
-            async with self.pool.acquire() as conn, _discard_if_lost(conn), conn.transaction():
-                yield conn
+            try:
+                async with self.pool.acquire() as conn, _discard_if_lost(conn), conn.transaction():
+                    yield conn
+            except BaseException:
+                for callback in committing.otherwise:
+                    callback()
+                raise
             if committing.channels and self.announce is not None:
                 self.announce(committing.channels)
             for callback in committing.then:

@@ -119,8 +119,9 @@ WHERE message_id = $1 ORDER BY seq
 
 
 # The same, each row inserted already claimed by the handoff's worker ($9) when a claim could
-# take it now: pending, the first for its phone in the batch ($10), nothing still open before
-# it in that phone's queue. Returns what it took, as a claim would.
+# take it now: pending, its phone free in this process ($10: the first for it in the batch,
+# none in hand), nothing still open before it in that phone's queue. Returns what it took, as
+# a claim would.
 _FAN_OUT_TAKING = """
 WITH queued AS (
     INSERT INTO sip_deliveries (id, tenant_id, message_id, kind, extension, from_number, did,
@@ -224,18 +225,26 @@ async def fan_out(
         if any(r["status"] == "pending" for r in rows):
             await notify(conn, SIP)
         return len(rows)
-    seen: set[tuple[str, str]] = set()
-    first = []
-    for item, extension in flat:
-        first.append((item.tenant_id, extension) not in seen)
-        seen.add((item.tenant_id, extension))
-    rows = await conn.fetch(_FAN_OUT_TAKING, *columns, taker.worker, first)
+    keys = [_phone(item.tenant_id, extension) for item, extension in flat]
+    free = taker.reserve(keys)
+    reserved = {k for k, ok in zip(keys, free, strict=True) if ok}
+    try:
+        rows = await conn.fetch(_FAN_OUT_TAKING, *columns, taker.worker, free)
+    except BaseException:
+        taker.release(reserved)
+        raise
     taken = [_job(r) for r in rows if r["taken"]]
+    held = {_phone(job.tenant_id, job.extension) for job in taken}
+    taker.release(reserved - held)
     if taken:
-        after_commit(lambda: taker.receive(taken))
+        after_commit(lambda: taker.receive(taken, held), lambda: taker.release(held))
     if any(r["status"] == "pending" and not r["taken"] for r in rows):
         await notify(conn, SIP)
     return len(rows)
+
+
+def _phone(tenant_id: str, extension: str) -> str:
+    return f"{tenant_id}/{extension}"
 
 
 def _job(r: Record) -> SipJob:

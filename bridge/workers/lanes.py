@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Generic, TypeVar
 
 from bridge.db.claims import Handoff, Taker, worker_id
@@ -79,16 +79,17 @@ class Lanes(ABC, Generic[Job]):
     def _has_room(self) -> bool:
         return self._running and self._handed_jobs < self._room
 
-    def _take(self, jobs: Sequence[Job]) -> None:
+    def _take(self, jobs: Sequence[Job], keys: Collection[str]) -> None:
         if not self._running:
             # Committed after this worker stopped: the claims wait to be given back.
+            self._taker.release(keys)
             return
         self._handed_jobs += len(jobs)
-        task = asyncio.create_task(self._deliver_handed(jobs))
+        task = asyncio.create_task(self._deliver_handed(jobs, keys))
         self._handed.add(task)
         task.add_done_callback(self._handed.discard)
 
-    async def _deliver_handed(self, jobs: Sequence[Job]) -> None:
+    async def _deliver_handed(self, jobs: Sequence[Job], keys: Collection[str]) -> None:
         try:
             await self._deliver_all(self._taker.worker, jobs)
         except Exception:
@@ -96,6 +97,7 @@ class Lanes(ABC, Generic[Job]):
             log.exception(f"{self._name}.loop_crashed")
         finally:
             self._handed_jobs -= len(jobs)
+            self._taker.release(keys)
 
     async def _deliver_all(self, worker: str, jobs: Sequence[Job]) -> None:
         await asyncio.gather(*(self._deliver(job, worker) for job in jobs))

@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 
 import asyncpg
 import pytest
@@ -91,9 +91,12 @@ class Taking:
     def __init__(self, room: bool = True) -> None:
         self.room = room
         self.given: list[events_repo.Claimed] = []
-        self.taker = Taker[events_repo.Claimed](
-            "handoff-worker", self.given.extend, lambda: self.room
-        )
+        self.keys: set[str] = set()
+        self.taker = Taker[events_repo.Claimed]("handoff-worker", self.take, lambda: self.room)
+
+    def take(self, events: Sequence[events_repo.Claimed], keys: Collection[str]) -> None:
+        self.given.extend(events)
+        self.keys.update(keys)
 
 
 async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Database) -> None:
@@ -136,6 +139,7 @@ async def test_the_handoff_takes_what_a_claim_would_take_and_no_more(db: Databas
         "x1": None,
         "c1": "handoff-worker",
     }
+    assert taking.keys == taker.holding == {"conv-a", "conv-c"}, "held until delivered"
     payloads = {r["id"]: r["payload"] for r in rows}
     assert [e.payload for e in taken] == [payloads["a1"], payloads["c1"]], "as a claim reads it"
     # What the handoff took is no lane's to claim; the rest is, in conversation order.
@@ -162,6 +166,28 @@ async def test_without_room_or_a_worker_the_lanes_claim_everything(db: Database)
     assert await claim(db, "lane") == ["e1"]
 
 
+async def test_two_transactions_at_once_take_one_event_of_a_conversation(db: Database) -> None:
+    """Neither insert sees the other's row before it commits: the handoff itself lets only
+    one of them take the conversation, so its events are never sent side by side."""
+    taking = Taking()
+    first_in = asyncio.Event()
+    second_in = asyncio.Event()
+
+    async def insert(event_id: str, mine: asyncio.Event, other: asyncio.Event) -> None:
+        async with db.transaction() as conn:
+            await events_repo.insert_many(
+                conn, [(new_event(event_id, "conv"), False)], taking.taker
+            )
+            mine.set()
+            await other.wait()  # both inserted, neither committed
+
+    await asyncio.gather(insert("e1", first_in, second_in), insert("e2", second_in, first_in))
+    assert [e.id for e in taking.given] == ["e1"]
+    assert await claim(db, "lane") == [], "e2 waits behind e1, which is in hand"
+    taking.taker.release(taking.keys)
+    assert taking.taker.holding == set()
+
+
 async def test_nothing_is_handed_over_from_a_rollback_or_without_a_commit_to_wait_for(
     db: Database,
 ) -> None:
@@ -175,6 +201,7 @@ async def test_nothing_is_handed_over_from_a_rollback_or_without_a_commit_to_wai
         await events_repo.insert_many(conn, [(new_event("e1", "c2"), False)], taking.taker)
         rows = await conn.fetch("SELECT id, claimed_by FROM events")
     assert taking.given == []
+    assert taking.taker.holding == set(), "the rolled back insert let its conversation go"
     assert [(r["id"], r["claimed_by"]) for r in rows] == [("e1", None)]
 
 

@@ -46,19 +46,21 @@ async def test_handed_jobs_are_delivered_by_a_running_worker_within_its_room() -
     taker = handoff.taker()
     assert taker is not None and taker.worker not in lanes.worker_ids, "a claimant of its own"
     lanes.hold.clear()
-    taker.receive(["a", "b"])
+    taker.receive(["a", "b"], {"k"})
     assert handoff.taker() is None, "two in hand fill its room: the lanes claim the rest"
     lanes.hold.set()
     await until(lambda: len(lanes.done) == 2)
     assert sorted(lanes.done) == [("a", taker.worker), ("b", taker.worker)]
+    await until(lambda: "k" not in taker.holding)
     await until(lambda: handoff.taker() is not None)
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await running
     assert handoff.taker() is None, "a stopped worker takes nothing"
-    taker.receive(["late"])  # a commit that ended after the worker stopped
+    taker.receive(["late"], {"late"})  # a commit that ended after the worker stopped
     await asyncio.sleep(0.1)
     assert [job for job, _ in lanes.done] == ["a", "b"]
+    assert "late" not in taker.holding
 
 
 async def test_a_stopping_worker_cancels_what_it_was_handed() -> None:
@@ -69,7 +71,7 @@ async def test_a_stopping_worker_cancels_what_it_was_handed() -> None:
     lanes.hold.clear()
     taker = handoff.taker()
     assert taker is not None
-    taker.receive(["stuck"])
+    taker.receive(["stuck"], {"s"})
     await asyncio.sleep(0.05)
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
