@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bridge.db.pool import Connection
 from bridge.log import get_logger
@@ -63,6 +64,31 @@ class Taker(Generic[Job]):
 
     def release(self, keys: Collection[str]) -> None:
         self.holding.difference_update(keys)
+
+    @contextmanager
+    def reserving(self, keys: Sequence[str]) -> Iterator[Reservation]:
+        """`reserve` for an insert, all given back if the insert fails."""
+        free = self.reserve(keys)
+        reservation = Reservation(self, free, {k for k, ok in zip(keys, free, strict=True) if ok})
+        try:
+            yield reservation
+        except BaseException:
+            self.release(reservation.keys)
+            raise
+
+
+@dataclass
+class Reservation:
+    """The keys an insert reserved (`Taker.reserving`); ``free`` says which of its jobs may be
+    taken."""
+
+    taker: Taker[Any]
+    free: list[bool]
+    keys: set[str]
+
+    def keep_only(self, held: Collection[str]) -> None:
+        """The insert took jobs of these keys: the others are let go now."""
+        self.taker.release(self.keys - set(held))
 
 
 class Handoff(Generic[Job]):

@@ -147,16 +147,11 @@ async def insert_many(
             await notify(conn, EVENTS)
         return
     keys = [e.conversation for e, _ in events]
-    free = taker.reserve(keys)
-    reserved = {k for k, ok in zip(keys, free, strict=True) if ok}
-    try:
-        rows = await conn.fetch(_INSERT_TAKING, *columns, taker.worker, free)
-    except BaseException:
-        taker.release(reserved)
-        raise
+    with taker.reserving(keys) as reservation:
+        rows = await conn.fetch(_INSERT_TAKING, *columns, taker.worker, reservation.free)
     conversation = dict(zip(columns[0], keys, strict=True))
     held = {conversation[r["id"]] for r in rows if r["taken"]}
-    taker.release(reserved - held)
+    reservation.keep_only(held)
     taken = [
         Claimed(
             id=EventId(r["id"]),

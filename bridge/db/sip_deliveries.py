@@ -226,16 +226,11 @@ async def fan_out(
             await notify(conn, SIP)
         return len(rows)
     keys = [_phone(item.tenant_id, extension) for item, extension in flat]
-    free = taker.reserve(keys)
-    reserved = {k for k, ok in zip(keys, free, strict=True) if ok}
-    try:
-        rows = await conn.fetch(_FAN_OUT_TAKING, *columns, taker.worker, free)
-    except BaseException:
-        taker.release(reserved)
-        raise
+    with taker.reserving(keys) as reservation:
+        rows = await conn.fetch(_FAN_OUT_TAKING, *columns, taker.worker, reservation.free)
     taken = [_job(r) for r in rows if r["taken"]]
     held = {_phone(job.tenant_id, job.extension) for job in taken}
-    taker.release(reserved - held)
+    reservation.keep_only(held)
     if taken:
         after_commit(lambda: taker.receive(taken, held), lambda: taker.release(held))
     if any(r["status"] == "pending" and not r["taken"] for r in rows):
