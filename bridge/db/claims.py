@@ -51,24 +51,20 @@ class Taker(Generic[Job]):
     # taken (and sent side by side); the second waits in the queue behind the first.
     holding: set[str] = field(default_factory=set)
 
-    def reserve(self, keys: Sequence[str]) -> list[bool]:
-        """For each key in turn, whether its job may be taken: the first of a key not held
-        already; those keys are held from now on (see `release`)."""
+    def release(self, keys: Collection[str]) -> None:
+        self.holding.difference_update(keys)
+
+    @contextmanager
+    def reserving(self, keys: Sequence[str]) -> Iterator[Reservation]:
+        """For an insert of jobs of these keys: a job may be taken when it is the first of a
+        key not held already, and those keys are held from now on; all given back if the
+        insert fails."""
         free = []
         for key in keys:
             ok = key not in self.holding
             if ok:
                 self.holding.add(key)
             free.append(ok)
-        return free
-
-    def release(self, keys: Collection[str]) -> None:
-        self.holding.difference_update(keys)
-
-    @contextmanager
-    def reserving(self, keys: Sequence[str]) -> Iterator[Reservation]:
-        """`reserve` for an insert, all given back if the insert fails."""
-        free = self.reserve(keys)
         reservation = Reservation(self, free, {k for k, ok in zip(keys, free, strict=True) if ok})
         try:
             yield reservation

@@ -77,7 +77,7 @@ class Lanes(ABC, Generic[Job]):
             await asyncio.gather(*self._handed, return_exceptions=True)
 
     def _has_room(self) -> bool:
-        return self._running and self._handed_jobs < self._room
+        return self._handed_jobs < self._room
 
     def _take(self, jobs: Sequence[Job], keys: Collection[str]) -> None:
         if not self._running:
