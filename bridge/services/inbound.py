@@ -60,7 +60,7 @@ class InboundService:
         metrics: Metrics,
         *,
         media_max_items: int,
-        group_commits: int = 2,
+        group_commits: int = 1,
         handoff: Handoff[events_repo.Claimed] | None = None,
         phones_handoff: Handoff[sip_deliveries.SipJob] | None = None,
     ) -> None:
@@ -70,6 +70,10 @@ class InboundService:
         self._metrics = metrics
         self._media_max = media_max_items
         self._rule_cache: dict[TenantId, tuple[int, InboundRuleIndex]] = {}
+        # One batch in flight at a time: a conversation's events are then committed in the
+        # order of their positions (seq), so neither the handoff nor a claim can see a later
+        # one while an earlier one is still uncommitted, and deliver it first. Two batches at
+        # once gave no more throughput (1,896 and 1,970/s against 1,924 and 1,817/s).
         self._writer: GroupCommit[_Webhook, Receipt] = GroupCommit(
             self._store, max_concurrent=group_commits, batch_errors=(DatabaseUnavailable,)
         )
